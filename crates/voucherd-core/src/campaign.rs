@@ -640,7 +640,7 @@ fn parse_tiers(tiers: &[(i64, i64)], supply: Supply) -> Result<Tiers, Invalid> {
         }
     }
     if !collector.is_clean() {
-        return collector.finish(|| Tiers::default());
+        return collector.finish(Tiers::default);
     }
     Tiers::new(parsed, supply)
 }

@@ -1,1 +1,144 @@
-//! placeholder
+//! voucherd's storage.
+//!
+//! - [`Store`] is the one interface the engine writes through: intent-level
+//!   operations (`claim_batch`, `expire_locks`), each one transaction that
+//!   enforces its limits with conditional statements and constraints.
+//! - [`sqlite`] is the embedded default: one writer thread that commits
+//!   whatever work has queued up in one transaction and one fsync, and a
+//!   small pool of reader connections.
+//! - [`model`] holds the records and the outcomes of the operations.
+//!
+//! The schema of each backend makes oversell, a rank issued twice and a user
+//! over their limit impossible even if the engine above had a bug: vouchers
+//! are rows made before they are claimed, one per rank, and a user's holdings
+//! are numbered `1..=per_user_limit` under a unique constraint.
+
+pub mod model;
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::Lifecycle;
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+
+use crate::model::{
+    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
+    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
+};
+
+/// Why a store operation failed, as opposed to the outcomes it answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; the caller may retry later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store was shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// A constraint of the schema refused a write. The engine checks every
+    /// limit first, so this is a bug caught by the last line of defence.
+    #[error("the schema refused a write: {0}")]
+    Constraint(String),
+    /// A row that cannot be read back into its type.
+    #[error("a stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Closed)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the engine asks of a database. Every method takes `now` from
+/// the caller; no backend reads the clock.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()>;
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>>;
+    /// Every campaign, for the engine's memory.
+    async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>>;
+    /// Adds codes to a draft campaign as vouchers of the next ranks, all or
+    /// nothing; codes the tenant already has are reported, not added.
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+    ) -> StoreResult<AddCodesOutcome>;
+    /// Moves a campaign from `from` to `to`; publishing also requires the
+    /// whole supply of codes.
+    async fn change_lifecycle(
+        &self,
+        campaign_id: CampaignId,
+        from: Lifecycle,
+        to: Lifecycle,
+        now: Timestamp,
+    ) -> StoreResult<LifecycleOutcome>;
+
+    /// Decides a batch of claims in one transaction, in order: the first
+    /// claim gets the lowest free rank. One answer per claim; a claim that
+    /// fails alone does not fail the others.
+    async fn claim_batch(
+        &self,
+        claims: Vec<ClaimRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StoreResult<ClaimOutcome>>>;
+
+    async fn vouchers_of_user(
+        &self,
+        tenant_id: TenantId,
+        user_id: &UserId,
+    ) -> StoreResult<Vec<VoucherRecord>>;
+    /// Vouchers of a campaign in rank order, after `after_rank`.
+    async fn vouchers_page(
+        &self,
+        campaign_id: CampaignId,
+        after_rank: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<VoucherRecord>>;
+    async fn act_on_voucher(
+        &self,
+        target: &VoucherTarget,
+        action: VoucherAction,
+        now: Timestamp,
+    ) -> StoreResult<VoucherOutcome>;
+    /// Returns locks past their time to issued, at most `limit` of them;
+    /// answers how many.
+    async fn expire_locks(&self, now: Timestamp, limit: u32) -> StoreResult<u32>;
+
+    /// Counts by state, by the given inclusive rank ranges, and claims per
+    /// second.
+    async fn campaign_counts(
+        &self,
+        campaign_id: CampaignId,
+        rank_ranges: &[(u32, u32)],
+    ) -> StoreResult<CampaignCounts>;
+
+    async fn stored_response(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> StoreResult<Option<StoredResponse>>;
+    /// Keeps `response` unless one is stored under the scope already; answers
+    /// the one that is kept, so that of two racing requests both answer alike.
+    async fn store_response(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> StoreResult<StoredResponse>;
+    /// Forgets responses stored before `before`, at most `limit`.
+    async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32>;
+}

@@ -1,0 +1,233 @@
+//! What the store keeps and what its operations take and answer.
+
+use voucherd_core::TimeZone;
+use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle, Supply};
+use voucherd_core::code::{CodePattern, VoucherCode};
+use voucherd_core::ids::{CampaignId, TenantId, UserId, VoucherId};
+use voucherd_core::voucher::{Redemption, VoucherRefusal, VoucherState};
+use voucherd_core::{SignedDuration, Timestamp};
+
+/// A business using voucherd, with the key its tokens are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub signing_key: Vec<u8>,
+    /// An IANA zone name; daily limits count calendar days there.
+    pub time_zone: String,
+    /// Requests per second across the tenant's tokens; `None` is no limit.
+    pub rate_limit_per_second: Option<u32>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignRecord {
+    pub id: CampaignId,
+    pub tenant_id: TenantId,
+    pub spec: CampaignSpec,
+    pub lifecycle: Lifecycle,
+    /// How many vouchers (and so codes) exist: the supply once published, or
+    /// how far an unlimited campaign has minted.
+    pub voucher_count: u32,
+    pub created_at: Timestamp,
+    pub published_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherRecord {
+    pub id: VoucherId,
+    pub campaign_id: CampaignId,
+    pub tenant_id: TenantId,
+    pub rank: u32,
+    pub code: VoucherCode,
+    pub state: VoucherState,
+    pub user_id: Option<UserId>,
+    pub claimed_at: Option<Timestamp>,
+    pub reserved_until: Option<Timestamp>,
+    pub issued_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub locked_until: Option<Timestamp>,
+    pub redemptions: u32,
+    pub redemptions_max: u32,
+}
+
+impl VoucherRecord {
+    pub fn redemption(&self) -> Redemption {
+        Redemption {
+            state: self.state,
+            expires_at: self.expires_at,
+            locked_until: self.locked_until,
+            redemptions: self.redemptions,
+            redemptions_max: self.redemptions_max,
+        }
+    }
+}
+
+/// One user's claim on one campaign, with everything the store needs to
+/// decide it inside the batch's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub tenant_id: TenantId,
+    pub campaign_id: CampaignId,
+    pub user_id: UserId,
+    pub per_user_limit: u32,
+    pub hold: Hold,
+    pub daily: Option<DailyKey>,
+    /// Unlimited campaigns mint a voucher from this pattern when no released
+    /// one is available.
+    pub mint: Option<CodePattern>,
+    pub redemptions_max: u32,
+}
+
+impl ClaimRequest {
+    /// The claim of `user_id` on `campaign` at `now`, for a tenant whose
+    /// calendar days are those of `zone`.
+    pub fn new(
+        campaign: &CampaignRecord,
+        user_id: UserId,
+        zone: &TimeZone,
+        now: Timestamp,
+    ) -> ClaimRequest {
+        let spec = &campaign.spec;
+        ClaimRequest {
+            tenant_id: campaign.tenant_id,
+            campaign_id: campaign.id,
+            user_id,
+            per_user_limit: spec.per_user_limit,
+            hold: spec.hold(now),
+            daily: spec.daily_key(zone, now),
+            mint: match spec.supply {
+                Supply::Unlimited => spec.code_pattern().cloned(),
+                Supply::Limited(_) => None,
+            },
+            redemptions_max: spec.redemptions_max,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// A new voucher: the lowest free rank.
+    Claimed(VoucherRecord),
+    /// The user already holds their limit; this is their latest voucher.
+    AlreadyHeld(VoucherRecord),
+    SoldOut,
+    DailyLimitReached,
+}
+
+/// The answer to adding codes to a draft campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddCodesOutcome {
+    Added {
+        added: u32,
+        /// Codes refused because the tenant already has them; never merged.
+        duplicates: Vec<VoucherCode>,
+        voucher_count: u32,
+    },
+    /// Adding them would pass the supply; nothing was added.
+    OverSupply {
+        room: u32,
+        offered: u32,
+    },
+    NotDraft,
+    NotFound,
+}
+
+/// The answer to a lifecycle change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleOutcome {
+    Changed,
+    /// The campaign was not in the state the change starts from.
+    WrongState(Lifecycle),
+    /// Publishing needs exactly `supply` codes.
+    CodesMissing {
+        voucher_count: u32,
+        supply: u32,
+    },
+    NotFound,
+}
+
+/// Which voucher a lock, unlock or redeem is about, and who may touch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoucherTarget {
+    pub tenant_id: TenantId,
+    pub code: VoucherCode,
+    /// A customer may act on their own vouchers only.
+    pub holder: Option<UserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoucherAction {
+    Lock { ttl: SignedDuration },
+    Unlock,
+    Redeem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoucherOutcome {
+    Done(VoucherRecord),
+    Refused(VoucherRefusal, VoucherRecord),
+    NotFound,
+}
+
+/// Vouchers of one campaign (or one rank range of it) by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub available: u64,
+    pub reserved: u64,
+    pub issued: u64,
+    pub locked: u64,
+    pub redeemed: u64,
+}
+
+impl StateCounts {
+    pub fn add(&mut self, state: VoucherState, count: u64) {
+        let slot = match state {
+            VoucherState::Available => &mut self.available,
+            VoucherState::Reserved => &mut self.reserved,
+            VoucherState::Issued => &mut self.issued,
+            VoucherState::Locked => &mut self.locked,
+            VoucherState::Redeemed => &mut self.redeemed,
+        };
+        *slot += count;
+    }
+
+    /// Vouchers that belong to someone for good: issued, locked or redeemed.
+    pub fn held(&self) -> u64 {
+        self.issued + self.locked + self.redeemed
+    }
+
+    pub fn total(&self) -> u64 {
+        self.available + self.reserved + self.held()
+    }
+}
+
+/// Counts for a campaign report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignCounts {
+    pub states: StateCounts,
+    /// One entry per rank range asked for, in order.
+    pub by_rank_range: Vec<StateCounts>,
+    /// Claims per second, oldest first: (second since the epoch, claims).
+    pub claims_per_second: Vec<(i64, u64)>,
+}
+
+/// Who an idempotency key belongs to: keys of different callers never meet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyScope {
+    pub tenant_id: TenantId,
+    pub principal: String,
+    pub key: String,
+}
+
+/// A response kept for replay under its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// A hash of the request it answered; the same key with another request
+    /// is refused.
+    pub fingerprint: Vec<u8>,
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+}

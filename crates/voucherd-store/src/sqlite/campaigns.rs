@@ -1,0 +1,283 @@
+//! Campaign rows: creation, codes, lifecycle and counts.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::{Lifecycle, Tier};
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::CampaignId;
+use voucherd_core::voucher::VoucherState;
+
+use super::connection::database;
+use super::rows::{self, CAMPAIGN_COLUMNS};
+use crate::StoreResult;
+use crate::model::{
+    AddCodesOutcome, CampaignCounts, CampaignRecord, LifecycleOutcome, StateCounts,
+};
+
+/// How many seconds of claim history a report shows.
+const CLAIM_HISTORY_SECONDS_MAX: u32 = 3_600;
+
+pub(crate) fn insert(connection: &Connection, campaign: &CampaignRecord) -> StoreResult<()> {
+    let placeholders = vec!["?"; CAMPAIGN_COLUMNS.split(',').count()].join(", ");
+    connection
+        .prepare_cached(&format!(
+            "INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES ({placeholders})"
+        ))
+        .and_then(|mut statement| {
+            statement.execute(params_from_iter(rows::campaign_values(campaign)))
+        })
+        .map_err(database)?;
+    let mut statement = connection
+        .prepare_cached(
+            "INSERT INTO campaign_tiers (campaign_id, until_rank, discount_percent)
+             VALUES (?1, ?2, ?3)",
+        )
+        .map_err(database)?;
+    for tier in campaign.spec.tiers.as_slice() {
+        statement
+            .execute(params![
+                campaign.id.to_string(),
+                tier.until_rank,
+                tier.discount_percent
+            ])
+            .map_err(database)?;
+    }
+    Ok(())
+}
+
+/// Campaigns matching `filter` (an SQL condition on `campaigns`), with tiers.
+pub(crate) fn select(
+    connection: &Connection,
+    filter: &str,
+    arguments: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<CampaignRecord>> {
+    let mut tiers_of: HashMap<String, Vec<Tier>> = HashMap::new();
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT campaign_id, until_rank, discount_percent FROM campaign_tiers
+             WHERE campaign_id IN (SELECT id FROM campaigns WHERE {filter})
+             ORDER BY campaign_id, until_rank"
+        ))
+        .map_err(database)?;
+    let mut found = statement.query(arguments).map_err(database)?;
+    while let Some(row) = found.next().map_err(database)? {
+        let campaign_id: String = row.get(0).map_err(database)?;
+        let until_rank: i64 = row.get(1).map_err(database)?;
+        let discount_percent: i64 = row.get(2).map_err(database)?;
+        tiers_of.entry(campaign_id).or_default().push(Tier {
+            until_rank: u32::try_from(until_rank).map_err(rows::corrupt)?,
+            discount_percent: u8::try_from(discount_percent).map_err(rows::corrupt)?,
+        });
+    }
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE {filter} ORDER BY created_at, id"
+        ))
+        .map_err(database)?;
+    let mut found = statement.query(arguments).map_err(database)?;
+    let mut campaigns = Vec::new();
+    while let Some(row) = found.next().map_err(database)? {
+        let id: String = row.get(0).map_err(database)?;
+        let tiers = tiers_of.remove(&id).unwrap_or_default();
+        campaigns.push(rows::campaign(row, tiers)?);
+    }
+    Ok(campaigns)
+}
+
+pub(crate) fn add_codes(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    codes: &[VoucherCode],
+) -> StoreResult<AddCodesOutcome> {
+    let found: Option<(String, String, Option<i64>, i64, i64)> = connection
+        .query_row(
+            "SELECT tenant_id, lifecycle, supply, voucher_count, redemptions_max
+             FROM campaigns WHERE id = ?1",
+            [campaign_id.to_string()],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(database)?;
+    let Some((tenant_id, lifecycle, supply, voucher_count, redemptions_max)) = found else {
+        return Ok(AddCodesOutcome::NotFound);
+    };
+    if lifecycle != Lifecycle::Draft.as_str() {
+        return Ok(AddCodesOutcome::NotDraft);
+    }
+    connection
+        .execute_batch("SAVEPOINT codes")
+        .map_err(database)?;
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'available', ?6)
+             ON CONFLICT (tenant_id, code) DO NOTHING",
+        )
+        .map_err(database)?;
+    let mut seen = HashSet::with_capacity(codes.len());
+    let mut duplicates = Vec::new();
+    let mut added = 0_i64;
+    let mut beyond_supply = 0_i64;
+    for code in codes {
+        if !seen.insert(code) {
+            duplicates.push(code.clone());
+            continue;
+        }
+        let rank = voucher_count + added + 1;
+        if supply.is_some_and(|supply| rank > supply) {
+            beyond_supply += 1;
+            continue;
+        }
+        let inserted = insert
+            .execute(params![
+                uuid::Uuid::new_v4().to_string(),
+                campaign_id.to_string(),
+                tenant_id,
+                rank,
+                code.as_str(),
+                redemptions_max
+            ])
+            .map_err(database)?;
+        if inserted == 1 {
+            added += 1;
+        } else {
+            duplicates.push(code.clone());
+        }
+    }
+    if beyond_supply > 0 {
+        connection
+            .execute_batch("ROLLBACK TO codes; RELEASE codes")
+            .map_err(database)?;
+        let room = supply.unwrap_or(i64::MAX) - voucher_count;
+        return Ok(AddCodesOutcome::OverSupply {
+            room: u32::try_from(room).map_err(rows::corrupt)?,
+            offered: u32::try_from(added + beyond_supply).map_err(rows::corrupt)?,
+        });
+    }
+    let voucher_count = voucher_count + added;
+    connection
+        .execute(
+            "UPDATE campaigns SET voucher_count = ?1 WHERE id = ?2",
+            params![voucher_count, campaign_id.to_string()],
+        )
+        .map_err(database)?;
+    connection
+        .execute_batch("RELEASE codes")
+        .map_err(database)?;
+    Ok(AddCodesOutcome::Added {
+        added: u32::try_from(added).map_err(rows::corrupt)?,
+        duplicates,
+        voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
+    })
+}
+
+pub(crate) fn change_lifecycle(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    from: Lifecycle,
+    to: Lifecycle,
+    now: Timestamp,
+) -> StoreResult<LifecycleOutcome> {
+    let changed = connection
+        .execute(
+            "UPDATE campaigns
+             SET lifecycle = ?1, published_at = coalesce(published_at, ?2)
+             WHERE id = ?3 AND lifecycle = ?4
+               AND (?1 != 'live' OR supply IS NULL OR voucher_count = supply)",
+            params![
+                to.as_str(),
+                rows::millis(now),
+                campaign_id.to_string(),
+                from.as_str()
+            ],
+        )
+        .map_err(database)?;
+    if changed == 1 {
+        return Ok(LifecycleOutcome::Changed);
+    }
+    let found: Option<(String, Option<i64>, i64)> = connection
+        .query_row(
+            "SELECT lifecycle, supply, voucher_count FROM campaigns WHERE id = ?1",
+            [campaign_id.to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .map_err(database)?;
+    let Some((lifecycle, supply, voucher_count)) = found else {
+        return Ok(LifecycleOutcome::NotFound);
+    };
+    let lifecycle = Lifecycle::parse(&lifecycle).ok_or_else(|| rows::corrupt(&lifecycle))?;
+    Ok(match supply {
+        Some(supply) if lifecycle == from => LifecycleOutcome::CodesMissing {
+            voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
+            supply: u32::try_from(supply).map_err(rows::corrupt)?,
+        },
+        _ => LifecycleOutcome::WrongState(lifecycle),
+    })
+}
+
+pub(crate) fn counts(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    rank_ranges: &[(u32, u32)],
+) -> StoreResult<CampaignCounts> {
+    let campaign_id = campaign_id.to_string();
+    let mut by_state = connection
+        .prepare_cached(
+            "SELECT state, count(*) FROM vouchers
+             WHERE campaign_id = ?1 AND rank BETWEEN ?2 AND ?3 GROUP BY state",
+        )
+        .map_err(database)?;
+    let mut count_range = |first: u32, last: u32| -> StoreResult<StateCounts> {
+        let mut counts = StateCounts::default();
+        let mut found = by_state
+            .query(params![campaign_id, first, last])
+            .map_err(database)?;
+        while let Some(row) = found.next().map_err(database)? {
+            let state: String = row.get(0).map_err(database)?;
+            let count: i64 = row.get(1).map_err(database)?;
+            let state = VoucherState::parse(&state).ok_or_else(|| rows::corrupt(&state))?;
+            counts.add(state, u64::try_from(count).map_err(rows::corrupt)?);
+        }
+        Ok(counts)
+    };
+    let states = count_range(1, u32::MAX)?;
+    let by_rank_range = rank_ranges
+        .iter()
+        .map(|&(first, last)| count_range(first, last))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let mut per_second = connection
+        .prepare_cached(
+            "SELECT second, claims FROM (
+                 SELECT claimed_at / 1000 AS second, count(*) AS claims FROM vouchers
+                 WHERE campaign_id = ?1 AND claimed_at IS NOT NULL
+                 GROUP BY second ORDER BY second DESC LIMIT ?2
+             ) ORDER BY second",
+        )
+        .map_err(database)?;
+    let claims_per_second = per_second
+        .query_map(params![campaign_id, CLAIM_HISTORY_SECONDS_MAX], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(database)?
+        .map(|row| {
+            let (second, claims) = row.map_err(database)?;
+            Ok((second, u64::try_from(claims).map_err(rows::corrupt)?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(CampaignCounts {
+        states,
+        by_rank_range,
+        claims_per_second,
+    })
+}

@@ -1,0 +1,265 @@
+//! Deciding claims inside the writer's transaction.
+//!
+//! Each claim runs in its own savepoint so that a claim the schema refuses
+//! (an engine bug) fails alone. The writer is the only one writing, so the
+//! reads here see exactly the state the writes will change.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::Hold;
+use voucherd_core::code::Entropy;
+
+use super::connection::database;
+use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
+use crate::StoreResult;
+use crate::model::{ClaimOutcome, ClaimRequest, VoucherRecord};
+
+/// Minting retries a code that collides with one the tenant already has;
+/// with the code space at least a hundred times the supply, five collisions
+/// in a row mean something is wrong.
+const MINT_ATTEMPTS_MAX: usize = 5;
+
+pub(crate) fn claim_batch(
+    connection: &Connection,
+    claims: Vec<ClaimRequest>,
+    now: Timestamp,
+) -> Vec<StoreResult<ClaimOutcome>> {
+    claims
+        .iter()
+        .map(|claim| within_savepoint(connection, || claim_one(connection, claim, now)))
+        .collect()
+}
+
+fn within_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce() -> StoreResult<T>,
+) -> StoreResult<T> {
+    connection
+        .execute_batch("SAVEPOINT claim")
+        .map_err(database)?;
+    let result = work();
+    let end = if result.is_ok() {
+        "RELEASE claim"
+    } else {
+        "ROLLBACK TO claim; RELEASE claim"
+    };
+    connection.execute_batch(end).map_err(database)?;
+    result
+}
+
+fn claim_one(
+    connection: &Connection,
+    claim: &ClaimRequest,
+    now: Timestamp,
+) -> StoreResult<ClaimOutcome> {
+    let campaign_id = claim.campaign_id.to_string();
+    let held = held_slots(connection, &campaign_id, claim.user_id.as_str())?;
+    if held.len() >= claim.per_user_limit as usize {
+        let (_, latest) = held
+            .into_iter()
+            .next()
+            .ok_or_else(|| rows::corrupt("a per-user limit of zero"))?;
+        return Ok(ClaimOutcome::AlreadyHeld(latest));
+    }
+    if let Some(daily) = &claim.daily {
+        let taken: Option<i64> = connection
+            .prepare_cached(
+                "SELECT 1 FROM daily_grants
+                 WHERE tenant_id = ?1 AND limit_group = ?2 AND user_id = ?3 AND day = ?4",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![
+                            claim.tenant_id.to_string(),
+                            daily.group.as_str(),
+                            claim.user_id.as_str(),
+                            daily.day.to_string()
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()
+            })
+            .map_err(database)?;
+        if taken.is_some() {
+            return Ok(ClaimOutcome::DailyLimitReached);
+        }
+    }
+    // The lowest free slot of the user's 1..=per_user_limit.
+    let slot = (1..=claim.per_user_limit)
+        .find(|slot| !held.iter().any(|(held_slot, _)| held_slot == slot))
+        .ok_or_else(|| rows::corrupt("no free user slot below the limit"))?;
+    let voucher = match take_lowest_available(connection, claim, slot, now)? {
+        Some(voucher) => voucher,
+        None if claim.mint.is_some() => mint(connection, claim, slot, now)?,
+        None => return Ok(ClaimOutcome::SoldOut),
+    };
+    if let Some(daily) = &claim.daily {
+        connection
+            .prepare_cached(
+                "INSERT INTO daily_grants (tenant_id, limit_group, user_id, day, voucher_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    claim.tenant_id.to_string(),
+                    daily.group.as_str(),
+                    claim.user_id.as_str(),
+                    daily.day.to_string(),
+                    voucher.id.to_string()
+                ])
+            })
+            .map_err(database)?;
+    }
+    Ok(ClaimOutcome::Claimed(voucher))
+}
+
+/// The user's vouchers of this campaign with their slots, latest first.
+fn held_slots(
+    connection: &Connection,
+    campaign_id: &str,
+    user_id: &str,
+) -> StoreResult<Vec<(u32, VoucherRecord)>> {
+    let mut statement = connection
+        .prepare_cached(&format!(
+            "SELECT user_slot, {VOUCHER_COLUMNS} FROM vouchers
+             WHERE campaign_id = ?1 AND user_id = ?2
+             ORDER BY claimed_at DESC, rank DESC"
+        ))
+        .map_err(database)?;
+    let mut found = statement
+        .query(params![campaign_id, user_id])
+        .map_err(database)?;
+    let mut held = Vec::new();
+    while let Some(row) = found.next().map_err(database)? {
+        let slot: i64 = row.get(0).map_err(database)?;
+        let voucher = rows::voucher_at(row, 1)?;
+        held.push((u32::try_from(slot).map_err(rows::corrupt)?, voucher));
+    }
+    Ok(held)
+}
+
+/// The state columns a claim sets: (state, reserved_until, issued_at,
+/// expires_at).
+fn hold_columns(
+    hold: Hold,
+    now: Timestamp,
+) -> (&'static str, Option<i64>, Option<i64>, Option<i64>) {
+    match hold {
+        Hold::Issue { expires_at } => (
+            "issued",
+            None,
+            Some(millis(now)),
+            optional_millis(expires_at),
+        ),
+        Hold::Reserve { until } => ("reserved", Some(millis(until)), None, None),
+    }
+}
+
+fn take_lowest_available(
+    connection: &Connection,
+    claim: &ClaimRequest,
+    slot: u32,
+    now: Timestamp,
+) -> StoreResult<Option<VoucherRecord>> {
+    let (state, reserved_until, issued_at, expires_at) = hold_columns(claim.hold, now);
+    let mut statement = connection
+        .prepare_cached(&format!(
+            "UPDATE vouchers
+             SET state = ?1, user_id = ?2, user_slot = ?3, claimed_at = ?4,
+                 reserved_until = ?5, issued_at = ?6, expires_at = ?7
+             WHERE id = (
+                 SELECT id FROM vouchers
+                 WHERE campaign_id = ?8 AND state = 'available'
+                 ORDER BY rank LIMIT 1
+             ) AND state = 'available'
+             RETURNING {VOUCHER_COLUMNS}"
+        ))
+        .map_err(database)?;
+    let mut taken = statement
+        .query(params![
+            state,
+            claim.user_id.as_str(),
+            slot,
+            millis(now),
+            reserved_until,
+            issued_at,
+            expires_at,
+            claim.campaign_id.to_string(),
+        ])
+        .map_err(database)?;
+    taken
+        .next()
+        .map_err(database)?
+        .map(rows::voucher)
+        .transpose()
+}
+
+/// Makes the next rank of an unlimited campaign, already held by the user.
+fn mint(
+    connection: &Connection,
+    claim: &ClaimRequest,
+    slot: u32,
+    now: Timestamp,
+) -> StoreResult<VoucherRecord> {
+    let Some(pattern) = &claim.mint else {
+        return Err(rows::corrupt("minting without a pattern"));
+    };
+    let rank: i64 = connection
+        .prepare_cached(
+            "UPDATE campaigns SET voucher_count = voucher_count + 1 WHERE id = ?1
+             RETURNING voucher_count",
+        )
+        .and_then(|mut statement| {
+            statement.query_row([claim.campaign_id.to_string()], |row| row.get(0))
+        })
+        .map_err(database)?;
+    let (state, reserved_until, issued_at, expires_at) = hold_columns(claim.hold, now);
+    let mut statement = connection
+        .prepare_cached(&format!(
+            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
+                 user_slot, claimed_at, reserved_until, issued_at, expires_at, redemptions_max)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (tenant_id, code) DO NOTHING
+             RETURNING {VOUCHER_COLUMNS}"
+        ))
+        .map_err(database)?;
+    for _ in 0..MINT_ATTEMPTS_MAX {
+        let code = pattern.generate(&mut OsEntropy);
+        let mut inserted = statement
+            .query(params![
+                uuid::Uuid::new_v4().to_string(),
+                claim.campaign_id.to_string(),
+                claim.tenant_id.to_string(),
+                rank,
+                code.as_str(),
+                state,
+                claim.user_id.as_str(),
+                slot,
+                millis(now),
+                reserved_until,
+                issued_at,
+                expires_at,
+                claim.redemptions_max,
+            ])
+            .map_err(database)?;
+        if let Some(row) = inserted.next().map_err(database)? {
+            return rows::voucher(row);
+        }
+    }
+    Err(rows::corrupt(format!(
+        "{MINT_ATTEMPTS_MAX} minted codes in a row collided; the code space is exhausted"
+    )))
+}
+
+/// The operating system's CSPRNG, for codes nobody can predict.
+#[derive(Debug)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, bytes: &mut [u8]) {
+        // Without the OS random source no code could be trusted; there is
+        // no sensible fallback, and Linux's getrandom does not fail.
+        getrandom::fill(bytes).expect("the operating system's random source failed");
+    }
+}

@@ -1,0 +1,105 @@
+//! Opening connections with the settings durability depends on, and applying
+//! the versioned migrations.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{StoreError, StoreResult};
+
+/// The schema, one step per version, applied in order and recorded in
+/// `schema_migrations`. A step is never edited once released; changes are
+/// new steps.
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../../migrations/sqlite/0001_foundation.sql"),
+)];
+
+/// How long a connection waits for a lock (a checkpoint, another process)
+/// before it reports the database busy.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open(path).map_err(database)?;
+    // WAL lets readers proceed during writes; FULL makes every commit
+    // durable against power loss, which is what an acknowledged claim needs.
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+             PRAGMA temp_store = MEMORY;"
+        ))
+        .map_err(database)?;
+    Ok(connection)
+}
+
+pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(database)?;
+    connection
+        .execute_batch(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))
+        .map_err(database)?;
+    Ok(connection)
+}
+
+/// Applies the migrations this database has not seen yet; answers the
+/// versions it applied.
+pub(crate) fn migrate(connection: &mut Connection) -> StoreResult<Vec<i64>> {
+    let transaction = connection.transaction().map_err(database)?;
+    transaction
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL
+             ) STRICT;",
+        )
+        .map_err(database)?;
+    let newest: i64 = transaction
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(database)?;
+    let known_newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    if newest > known_newest {
+        return Err(StoreError::Corrupt(format!(
+            "the database is at schema version {newest}, newer than this binary's {known_newest}"
+        )));
+    }
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _, _)| *version > newest)
+    {
+        transaction.execute_batch(sql).map_err(database)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                (version, name),
+            )
+            .map_err(database)?;
+        applied.push(*version);
+    }
+    transaction.commit().map_err(database)?;
+    Ok(applied)
+}
+
+/// Sorts an SQLite error into the store's causes: a refused constraint is
+/// the schema catching a bug; anything else is the database failing.
+pub(crate) fn database(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Constraint(message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        _ => StoreError::Database(Box::new(error)),
+    }
+}

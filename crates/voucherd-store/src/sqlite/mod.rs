@@ -1,0 +1,278 @@
+//! The embedded SQLite backend: one database file in WAL mode with
+//! `synchronous = FULL`, one writer thread committing in groups, and a few
+//! reader connections.
+
+mod campaigns;
+mod claims;
+mod connection;
+mod idempotency;
+mod readers;
+mod rows;
+mod vouchers;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::params;
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::Lifecycle;
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+
+use self::connection::database;
+use self::readers::Readers;
+use self::rows::TENANT_COLUMNS;
+use self::writer::Writer;
+use crate::model::{
+    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
+    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
+};
+use crate::{Store, StoreError, StoreResult};
+
+pub use self::claims::OsEntropy;
+
+/// How an SQLite store is opened.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    /// Read-only connections for listings and reports.
+    pub readers: usize,
+    /// Write jobs committed together at most; each job may itself be a
+    /// batch of claims.
+    pub write_group_max: usize,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> SqliteConfig {
+        SqliteConfig {
+            path: path.into(),
+            readers: 4,
+            write_group_max: 64,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(config: &SqliteConfig) -> StoreResult<SqliteStore> {
+        let mut write_connection = connection::open_writer(&config.path)?;
+        let applied = connection::migrate(&mut write_connection)?;
+        if !applied.is_empty() {
+            tracing::info!(path = %config.path.display(), ?applied, "applied SQLite migrations");
+        }
+        Ok(SqliteStore {
+            writer: Writer::start(write_connection, config.write_group_max)?,
+            readers: Readers::open(config.path.clone(), config.readers)?,
+        })
+    }
+
+    /// Applies pending migrations without serving; answers the versions applied.
+    pub fn migrate(path: &Path) -> StoreResult<Vec<i64>> {
+        connection::migrate(&mut connection::open_writer(path)?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.readers
+            .run(|connection| {
+                connection
+                    .query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(database)
+            })
+            .await
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let tenant = tenant.clone();
+        self.writer
+            .run(move |connection| {
+                connection
+                    .execute(
+                        &format!(
+                            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                        ),
+                        params![
+                            tenant.id.to_string(),
+                            tenant.name,
+                            tenant.signing_key,
+                            tenant.time_zone,
+                            tenant.rate_limit_per_second,
+                            rows::millis(tenant.created_at)
+                        ],
+                    )
+                    .map_err(database)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.readers
+            .run(|connection| {
+                let mut statement = connection
+                    .prepare(&format!(
+                        "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at"
+                    ))
+                    .map_err(database)?;
+                let mut found = statement.query([]).map_err(database)?;
+                let mut tenants = Vec::new();
+                while let Some(row) = found.next().map_err(database)? {
+                    tenants.push(rows::tenant(row)?);
+                }
+                Ok(tenants)
+            })
+            .await
+    }
+
+    async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
+        let campaign = campaign.clone();
+        self.writer
+            .run(move |connection| campaigns::insert(connection, &campaign))
+            .await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>> {
+        self.readers
+            .run(move |connection| {
+                let id = id.to_string();
+                Ok(campaigns::select(connection, "id = ?1", &[&id])?.pop())
+            })
+            .await
+    }
+
+    async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
+        self.readers
+            .run(|connection| campaigns::select(connection, "1 = 1", &[]))
+            .await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+    ) -> StoreResult<AddCodesOutcome> {
+        let codes = codes.to_vec();
+        self.writer
+            .run(move |connection| campaigns::add_codes(connection, campaign_id, &codes))
+            .await
+    }
+
+    async fn change_lifecycle(
+        &self,
+        campaign_id: CampaignId,
+        from: Lifecycle,
+        to: Lifecycle,
+        now: Timestamp,
+    ) -> StoreResult<LifecycleOutcome> {
+        self.writer
+            .run(move |connection| {
+                campaigns::change_lifecycle(connection, campaign_id, from, to, now)
+            })
+            .await
+    }
+
+    async fn claim_batch(
+        &self,
+        claims: Vec<ClaimRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StoreResult<ClaimOutcome>>> {
+        self.writer
+            .run(move |connection| Ok(claims::claim_batch(connection, claims, now)))
+            .await
+    }
+
+    async fn vouchers_of_user(
+        &self,
+        tenant_id: TenantId,
+        user_id: &UserId,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        let user_id = user_id.clone();
+        self.readers
+            .run(move |connection| vouchers::of_user(connection, tenant_id, &user_id))
+            .await
+    }
+
+    async fn vouchers_page(
+        &self,
+        campaign_id: CampaignId,
+        after_rank: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        self.readers
+            .run(move |connection| vouchers::page(connection, campaign_id, after_rank, limit))
+            .await
+    }
+
+    async fn act_on_voucher(
+        &self,
+        target: &VoucherTarget,
+        action: VoucherAction,
+        now: Timestamp,
+    ) -> StoreResult<VoucherOutcome> {
+        let target = target.clone();
+        self.writer
+            .run(move |connection| vouchers::act(connection, &target, action, now))
+            .await
+    }
+
+    async fn expire_locks(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.writer
+            .run(move |connection| vouchers::expire_locks(connection, now, limit))
+            .await
+    }
+
+    async fn campaign_counts(
+        &self,
+        campaign_id: CampaignId,
+        rank_ranges: &[(u32, u32)],
+    ) -> StoreResult<CampaignCounts> {
+        let rank_ranges = rank_ranges.to_vec();
+        self.readers
+            .run(move |connection| campaigns::counts(connection, campaign_id, &rank_ranges))
+            .await
+    }
+
+    async fn stored_response(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> StoreResult<Option<StoredResponse>> {
+        let scope = scope.clone();
+        self.readers
+            .run(move |connection| idempotency::find(connection, &scope))
+            .await
+    }
+
+    async fn store_response(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> StoreResult<StoredResponse> {
+        let (scope, response) = (scope.clone(), response.clone());
+        self.writer
+            .run(move |connection| idempotency::keep(connection, &scope, &response))
+            .await
+    }
+
+    async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.writer
+            .run(move |connection| idempotency::forget(connection, before, limit))
+            .await
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        database(error)
+    }
+}

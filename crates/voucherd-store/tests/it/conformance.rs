@@ -1,0 +1,897 @@
+//! Every behaviour of the `Store` trait, written once. A backend runs the
+//! whole suite with `conformance_suite!(MakeFixture)`, where the fixture has
+//! `store()`; cases make their own tenants, so they may share a database.
+
+use std::sync::Arc;
+
+use voucherd_core::campaign::{CampaignDraft, Hold, Lifecycle};
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::voucher::{VoucherRefusal, VoucherState};
+use voucherd_core::{SignedDuration, TimeZone, Timestamp};
+use voucherd_store::model::{
+    AddCodesOutcome, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
+    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
+};
+use voucherd_store::sqlite::OsEntropy;
+use voucherd_store::{Store, StoreError};
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fixture:expr) => {
+        $crate::conformance_suite!(@cases $fixture;
+            tenants_and_campaigns_round_trip,
+            claims_take_the_lowest_free_rank_first_come_first_served,
+            a_user_at_their_limit_gets_their_latest_voucher_back,
+            the_daily_limit_spans_the_group_and_resets_the_next_day,
+            a_sale_claim_reserves,
+            unlimited_campaigns_mint_unique_codes,
+            codes_are_added_all_or_nothing_and_duplicates_are_reported,
+            publishing_needs_the_whole_supply_and_lifecycles_change_conditionally,
+            lock_unlock_and_redeem_follow_the_voucher_rules,
+            locks_expire_and_can_be_taken_again,
+            a_customer_acts_only_on_their_own_vouchers,
+            the_schema_refuses_what_a_buggy_engine_might_ask,
+            responses_are_kept_first_writer_wins_and_forgotten,
+            counts_by_state_rank_range_and_second,
+            listings_page_by_rank_and_user,
+            the_reference_model_agrees_on_random_histories
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $fixture.await;
+                $crate::conformance::$case(fixture.store()).await;
+            }
+        )+
+    };
+}
+
+pub fn at(text: &str) -> Timestamp {
+    text.parse().expect("a test timestamp")
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("a test user id")
+}
+
+pub async fn new_tenant(store: &Arc<dyn Store>) -> TenantId {
+    let tenant = Tenant {
+        id: TenantId::from_uuid(uuid::Uuid::new_v4()),
+        name: "conformance".into(),
+        signing_key: vec![7; 32],
+        time_zone: "UTC".into(),
+        rate_limit_per_second: None,
+        created_at: at("2026-11-01T00:00:00Z"),
+    };
+    store
+        .insert_tenant(&tenant)
+        .await
+        .expect("inserting a tenant");
+    tenant.id
+}
+
+pub fn coupon(supply: Option<i64>) -> CampaignDraft {
+    CampaignDraft {
+        name: Some("Conformance coupon".into()),
+        kind: Some("coupon".into()),
+        supply: Some(supply),
+        ..CampaignDraft::default()
+    }
+}
+
+/// Inserts a draft campaign without codes.
+pub async fn draft_campaign(
+    store: &Arc<dyn Store>,
+    tenant_id: TenantId,
+    draft: CampaignDraft,
+) -> CampaignRecord {
+    let campaign = CampaignRecord {
+        id: CampaignId::from_uuid(uuid::Uuid::new_v4()),
+        tenant_id,
+        spec: draft.validate().expect("a valid test campaign"),
+        lifecycle: Lifecycle::Draft,
+        voucher_count: 0,
+        created_at: at("2026-11-01T00:00:00Z"),
+        published_at: None,
+    };
+    store
+        .insert_campaign(&campaign)
+        .await
+        .expect("inserting a campaign");
+    campaign
+}
+
+/// Inserts a campaign, generates its whole supply of codes and publishes it.
+pub async fn live_campaign(
+    store: &Arc<dyn Store>,
+    tenant_id: TenantId,
+    draft: CampaignDraft,
+) -> CampaignRecord {
+    let campaign = draft_campaign(store, tenant_id, draft).await;
+    if let Some(supply) = campaign.spec.supply.limit() {
+        let pattern = campaign
+            .spec
+            .code_pattern()
+            .expect("a generated test campaign");
+        let mut count = 0;
+        while count < supply {
+            let codes: Vec<VoucherCode> = (count..supply)
+                .map(|_| pattern.generate(&mut OsEntropy))
+                .collect();
+            match store
+                .add_codes(campaign.id, &codes)
+                .await
+                .expect("adding codes")
+            {
+                AddCodesOutcome::Added { voucher_count, .. } => count = voucher_count,
+                other => panic!("adding codes: {other:?}"),
+            }
+        }
+    }
+    let published = store
+        .change_lifecycle(
+            campaign.id,
+            Lifecycle::Draft,
+            Lifecycle::Live,
+            at("2026-11-01T00:00:00Z"),
+        )
+        .await
+        .expect("publishing");
+    assert_eq!(published, LifecycleOutcome::Changed);
+    store
+        .campaign(campaign.id)
+        .await
+        .expect("reading the campaign")
+        .expect("the campaign exists")
+}
+
+pub fn claim(campaign: &CampaignRecord, name: &str, now: Timestamp) -> ClaimRequest {
+    ClaimRequest::new(campaign, user(name), &TimeZone::UTC, now)
+}
+
+pub async fn claim_all(
+    store: &Arc<dyn Store>,
+    claims: Vec<ClaimRequest>,
+    now: Timestamp,
+) -> Vec<ClaimOutcome> {
+    store
+        .claim_batch(claims, now)
+        .await
+        .expect("a claim batch")
+        .into_iter()
+        .map(|outcome| outcome.expect("a claim"))
+        .collect()
+}
+
+fn claimed(outcome: &ClaimOutcome) -> &VoucherRecord {
+    match outcome {
+        ClaimOutcome::Claimed(voucher) => voucher,
+        other => panic!("expected a new voucher, got {other:?}"),
+    }
+}
+
+fn target(voucher: &VoucherRecord) -> VoucherTarget {
+    VoucherTarget {
+        tenant_id: voucher.tenant_id,
+        code: voucher.code.clone(),
+        holder: None,
+    }
+}
+
+const NOON: &str = "2026-12-01T12:00:00Z";
+
+pub async fn tenants_and_campaigns_round_trip(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let tenants = store.tenants().await.unwrap();
+    let tenant = tenants
+        .iter()
+        .find(|tenant| tenant.id == tenant_id)
+        .unwrap();
+    assert_eq!(tenant.signing_key, vec![7; 32]);
+    let draft = CampaignDraft {
+        name: Some("LINE Hot Deal".into()),
+        kind: Some("sale".into()),
+        supply: Some(Some(20)),
+        starts_at: Some("2026-12-01T12:00:00Z".into()),
+        ends_at: Some("2026-12-01T18:00:00Z".into()),
+        voucher_valid_for: Some("P30D".into()),
+        price: Some((150_000, "THB".into())),
+        tiers: vec![(2, 90), (10, 70), (20, 50)],
+        daily_limit_group: Some("daily".into()),
+        per_user_limit: Some(3),
+        reservation_ttl_seconds: Some(120),
+        lock_ttl_seconds: Some(60),
+        redemptions_max: Some(4),
+        code_pattern: Some("HOT-####-????".into()),
+        message: Some("90% off".into()),
+        description: Some("a description".into()),
+        terms: Some("terms".into()),
+        ..CampaignDraft::default()
+    };
+    let inserted = draft_campaign(&store, tenant_id, draft).await;
+    let read = store.campaign(inserted.id).await.unwrap().unwrap();
+    assert_eq!(read, inserted);
+    let uploaded = draft_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            codes_upload: true,
+            ..coupon(Some(3))
+        },
+    )
+    .await;
+    let all = store.campaigns().await.unwrap();
+    assert!(all.contains(&inserted) && all.contains(&uploaded));
+    assert!(
+        store
+            .campaign(CampaignId::from_uuid(uuid::Uuid::new_v4()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn claims_take_the_lowest_free_rank_first_come_first_served(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, coupon(Some(5))).await;
+    let now = at(NOON);
+    let claims = (0..7)
+        .map(|index| claim(&campaign, &format!("u{index}"), now))
+        .collect();
+    let outcomes = claim_all(&store, claims, now).await;
+    for (index, outcome) in outcomes.iter().take(5).enumerate() {
+        let voucher = claimed(outcome);
+        assert_eq!(voucher.rank, index as u32 + 1, "first come, lowest rank");
+        assert_eq!(voucher.user_id, Some(user(&format!("u{index}"))));
+        assert_eq!(voucher.state, VoucherState::Issued);
+        assert_eq!(voucher.issued_at, Some(now));
+    }
+    assert_eq!(
+        outcomes[5..],
+        [ClaimOutcome::SoldOut, ClaimOutcome::SoldOut]
+    );
+    let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!((counts.states.issued, counts.states.available), (5, 0));
+}
+
+pub async fn a_user_at_their_limit_gets_their_latest_voucher_back(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            per_user_limit: Some(2),
+            ..coupon(Some(10))
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let outcomes = claim_all(
+        &store,
+        vec![
+            claim(&campaign, "alice", now),
+            claim(&campaign, "alice", now),
+            claim(&campaign, "bob", now),
+            claim(&campaign, "alice", now),
+        ],
+        now,
+    )
+    .await;
+    let (first, second) = (claimed(&outcomes[0]), claimed(&outcomes[1]));
+    assert_eq!(
+        (first.rank, second.rank, claimed(&outcomes[2]).rank),
+        (1, 2, 3)
+    );
+    assert_eq!(outcomes[3], ClaimOutcome::AlreadyHeld(second.clone()));
+    let later = claim_all(
+        &store,
+        vec![claim(&campaign, "alice", at("2026-12-01T13:00:00Z"))],
+        now,
+    )
+    .await;
+    assert_eq!(later, [ClaimOutcome::AlreadyHeld(second.clone())]);
+    let held = store
+        .vouchers_of_user(tenant_id, &user("alice"))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2);
+}
+
+pub async fn the_daily_limit_spans_the_group_and_resets_the_next_day(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let grouped = || CampaignDraft {
+        daily_limit_group: Some("lunch".into()),
+        ..coupon(Some(10))
+    };
+    let morning = live_campaign(&store, tenant_id, grouped()).await;
+    let noon = live_campaign(&store, tenant_id, grouped()).await;
+    let elsewhere = live_campaign(&store, tenant_id, coupon(Some(10))).await;
+    let today = at(NOON);
+    let outcomes = claim_all(
+        &store,
+        vec![
+            claim(&morning, "carol", today),
+            claim(&noon, "carol", today),
+            claim(&elsewhere, "carol", today),
+            claim(&morning, "carol", today),
+        ],
+        today,
+    )
+    .await;
+    claimed(&outcomes[0]);
+    assert_eq!(outcomes[1], ClaimOutcome::DailyLimitReached);
+    claimed(&outcomes[2]);
+    assert_eq!(
+        outcomes[3],
+        ClaimOutcome::AlreadyHeld(claimed(&outcomes[0]).clone())
+    );
+    let tomorrow = at("2026-12-02T00:00:00Z");
+    let next_day = claim_all(&store, vec![claim(&noon, "carol", tomorrow)], tomorrow).await;
+    assert_eq!(claimed(&next_day[0]).rank, 1);
+    let counts = store.campaign_counts(noon.id, &[]).await.unwrap();
+    assert_eq!(counts.states.issued, 1, "the refused claim changed nothing");
+}
+
+pub async fn a_sale_claim_reserves(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            kind: Some("sale".into()),
+            price: Some((10_000, "EUR".into())),
+            ..coupon(Some(3))
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let request = claim(&campaign, "dave", now);
+    assert_eq!(
+        request.hold,
+        Hold::Reserve {
+            until: at("2026-12-01T12:10:00Z")
+        }
+    );
+    let outcomes = claim_all(&store, vec![request], now).await;
+    let voucher = claimed(&outcomes[0]);
+    assert_eq!(voucher.state, VoucherState::Reserved);
+    assert_eq!(voucher.reserved_until, Some(at("2026-12-01T12:10:00Z")));
+    assert_eq!(voucher.issued_at, None);
+    let redeemed = store
+        .act_on_voucher(&target(voucher), VoucherAction::Redeem, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        redeemed,
+        VoucherOutcome::NotFound,
+        "a reservation has no usable code yet"
+    );
+}
+
+pub async fn unlimited_campaigns_mint_unique_codes(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            code_pattern: Some("FREE-????-????".into()),
+            ..coupon(None)
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let claims = (0..50)
+        .map(|index| claim(&campaign, &format!("u{index}"), now))
+        .collect();
+    let outcomes = claim_all(&store, claims, now).await;
+    let mut ranks: Vec<u32> = outcomes
+        .iter()
+        .map(|outcome| claimed(outcome).rank)
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=50).collect::<Vec<_>>());
+    let mut codes: Vec<&str> = outcomes
+        .iter()
+        .map(|outcome| claimed(outcome).code.as_str())
+        .collect();
+    assert!(
+        codes
+            .iter()
+            .all(|code| code.starts_with("FREE-") && code.len() == 14)
+    );
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), 50);
+    let record = store.campaign(campaign.id).await.unwrap().unwrap();
+    assert_eq!(record.voucher_count, 50);
+}
+
+pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let upload = || CampaignDraft {
+        codes_upload: true,
+        ..coupon(Some(4))
+    };
+    let first = draft_campaign(&store, tenant_id, upload()).await;
+    let second = draft_campaign(&store, tenant_id, upload()).await;
+    let codes = |texts: &[&str]| -> Vec<VoucherCode> {
+        texts
+            .iter()
+            .map(|text| VoucherCode::parse(text).unwrap())
+            .collect()
+    };
+    let added = store
+        .add_codes(first.id, &codes(&["A1", "A2", "a1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        added,
+        AddCodesOutcome::Added {
+            added: 2,
+            duplicates: codes(&["A1"]),
+            voucher_count: 2
+        }
+    );
+    let across = store
+        .add_codes(second.id, &codes(&["A2", "B1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        across,
+        AddCodesOutcome::Added {
+            added: 1,
+            duplicates: codes(&["A2"]),
+            voucher_count: 1
+        },
+        "a code the tenant has in another campaign is a duplicate too"
+    );
+    let over = store
+        .add_codes(first.id, &codes(&["A3", "A4", "A5"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        over,
+        AddCodesOutcome::OverSupply {
+            room: 2,
+            offered: 3
+        }
+    );
+    assert_eq!(
+        store
+            .campaign(first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .voucher_count,
+        2,
+        "nothing added"
+    );
+    let unknown = CampaignId::from_uuid(uuid::Uuid::new_v4());
+    assert_eq!(
+        store.add_codes(unknown, &codes(&["Z"])).await.unwrap(),
+        AddCodesOutcome::NotFound
+    );
+    store
+        .add_codes(first.id, &codes(&["A3", "A4"]))
+        .await
+        .unwrap();
+    let now = at(NOON);
+    store
+        .change_lifecycle(first.id, Lifecycle::Draft, Lifecycle::Live, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.add_codes(first.id, &codes(&["A9"])).await.unwrap(),
+        AddCodesOutcome::NotDraft
+    );
+    let page = store.vouchers_page(first.id, 0, 10).await.unwrap();
+    let in_order: Vec<(u32, &str)> = page
+        .iter()
+        .map(|voucher| (voucher.rank, voucher.code.as_str()))
+        .collect();
+    assert_eq!(
+        in_order,
+        [(1, "A1"), (2, "A2"), (3, "A3"), (4, "A4")],
+        "ranks follow upload order"
+    );
+}
+
+pub async fn publishing_needs_the_whole_supply_and_lifecycles_change_conditionally(
+    store: Arc<dyn Store>,
+) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = draft_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            codes_upload: true,
+            ..coupon(Some(2))
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let publish = || store.change_lifecycle(campaign.id, Lifecycle::Draft, Lifecycle::Live, now);
+    assert_eq!(
+        publish().await.unwrap(),
+        LifecycleOutcome::CodesMissing {
+            voucher_count: 0,
+            supply: 2
+        }
+    );
+    store
+        .add_codes(
+            campaign.id,
+            &[
+                VoucherCode::parse("P1").unwrap(),
+                VoucherCode::parse("P2").unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(publish().await.unwrap(), LifecycleOutcome::Changed);
+    assert_eq!(
+        publish().await.unwrap(),
+        LifecycleOutcome::WrongState(Lifecycle::Live)
+    );
+    let record = store.campaign(campaign.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.lifecycle, record.published_at),
+        (Lifecycle::Live, Some(now))
+    );
+    let pause = store
+        .change_lifecycle(campaign.id, Lifecycle::Live, Lifecycle::Paused, now)
+        .await;
+    assert_eq!(pause.unwrap(), LifecycleOutcome::Changed);
+    let resume_twice = store
+        .change_lifecycle(campaign.id, Lifecycle::Live, Lifecycle::Paused, now)
+        .await;
+    assert_eq!(
+        resume_twice.unwrap(),
+        LifecycleOutcome::WrongState(Lifecycle::Paused)
+    );
+    let unknown = CampaignId::from_uuid(uuid::Uuid::new_v4());
+    let missing = store
+        .change_lifecycle(unknown, Lifecycle::Live, Lifecycle::Paused, now)
+        .await;
+    assert_eq!(missing.unwrap(), LifecycleOutcome::NotFound);
+}
+
+pub async fn lock_unlock_and_redeem_follow_the_voucher_rules(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            redemptions_max: Some(2),
+            voucher_expires_at: Some("2026-12-31T00:00:00Z".into()),
+            lock_ttl_seconds: Some(60),
+            ..coupon(Some(2))
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let voucher =
+        claimed(&claim_all(&store, vec![claim(&campaign, "erin", now)], now).await[0]).clone();
+    let act = |action, now| {
+        let store = store.clone();
+        let target = target(&voucher);
+        async move { store.act_on_voucher(&target, action, now).await.unwrap() }
+    };
+    let lock = VoucherAction::Lock {
+        ttl: SignedDuration::from_secs(60),
+    };
+    let refused = |outcome: VoucherOutcome| match outcome {
+        VoucherOutcome::Refused(refusal, _) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let done = |outcome: VoucherOutcome| match outcome {
+        VoucherOutcome::Done(voucher) => voucher,
+        other => panic!("expected a change, got {other:?}"),
+    };
+    assert_eq!(
+        refused(act(VoucherAction::Redeem, now).await),
+        VoucherRefusal::LockRequired
+    );
+    assert_eq!(
+        refused(act(VoucherAction::Unlock, now).await),
+        VoucherRefusal::NotLocked
+    );
+    let locked = done(act(lock, now).await);
+    assert_eq!(
+        (locked.state, locked.locked_until),
+        (VoucherState::Locked, Some(at("2026-12-01T12:01:00Z")))
+    );
+    assert_eq!(refused(act(lock, now).await), VoucherRefusal::Locked);
+    let unlocked = done(act(VoucherAction::Unlock, now).await);
+    assert_eq!(
+        (unlocked.state, unlocked.locked_until),
+        (VoucherState::Issued, None)
+    );
+    done(act(lock, now).await);
+    let once = done(act(VoucherAction::Redeem, now).await);
+    assert_eq!((once.state, once.redemptions), (VoucherState::Issued, 1));
+    done(act(lock, now).await);
+    let twice = done(act(VoucherAction::Redeem, now).await);
+    assert_eq!(
+        (twice.state, twice.redemptions),
+        (VoucherState::Redeemed, 2)
+    );
+    assert_eq!(
+        refused(act(lock, now).await),
+        VoucherRefusal::AlreadyRedeemed
+    );
+    assert_eq!(
+        refused(act(VoucherAction::Redeem, now).await),
+        VoucherRefusal::AlreadyRedeemed
+    );
+
+    let other =
+        claimed(&claim_all(&store, vec![claim(&campaign, "frank", now)], now).await[0]).clone();
+    let expired = store
+        .act_on_voucher(&target(&other), lock, at("2026-12-31T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(refused(expired), VoucherRefusal::Expired);
+    let unknown = VoucherTarget {
+        code: VoucherCode::parse("NOPE-0000").unwrap(),
+        ..target(&other)
+    };
+    assert_eq!(
+        store.act_on_voucher(&unknown, lock, now).await.unwrap(),
+        VoucherOutcome::NotFound
+    );
+    let elsewhere = VoucherTarget {
+        tenant_id: new_tenant(&store).await,
+        ..target(&other)
+    };
+    assert_eq!(
+        store.act_on_voucher(&elsewhere, lock, now).await.unwrap(),
+        VoucherOutcome::NotFound
+    );
+}
+
+pub async fn locks_expire_and_can_be_taken_again(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            lock_ttl_seconds: Some(600),
+            ..coupon(Some(3))
+        },
+    )
+    .await;
+    let now = at(NOON);
+    let outcomes = claim_all(
+        &store,
+        vec![claim(&campaign, "gina", now), claim(&campaign, "hal", now)],
+        now,
+    )
+    .await;
+    let lock = VoucherAction::Lock {
+        ttl: SignedDuration::from_secs(600),
+    };
+    for outcome in &outcomes {
+        let locked = store
+            .act_on_voucher(&target(claimed(outcome)), lock, now)
+            .await
+            .unwrap();
+        assert!(matches!(locked, VoucherOutcome::Done(_)));
+    }
+    assert_eq!(
+        store
+            .expire_locks(at("2026-12-01T12:09:59Z"), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    let later = at("2026-12-01T12:10:00Z");
+    let retaken = store
+        .act_on_voucher(&target(claimed(&outcomes[0])), lock, later)
+        .await
+        .unwrap();
+    assert!(
+        matches!(retaken, VoucherOutcome::Done(_)),
+        "a lock past its time can be taken again before the sweep"
+    );
+    assert_eq!(
+        store.expire_locks(later, 100).await.unwrap(),
+        1,
+        "only the lock not retaken"
+    );
+    let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!((counts.states.locked, counts.states.issued), (1, 1));
+}
+
+pub async fn a_customer_acts_only_on_their_own_vouchers(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, coupon(Some(2))).await;
+    let now = at(NOON);
+    let outcomes = claim_all(&store, vec![claim(&campaign, "ivy", now)], now).await;
+    let voucher = claimed(&outcomes[0]);
+    let as_other = VoucherTarget {
+        holder: Some(user("jack")),
+        ..target(voucher)
+    };
+    assert_eq!(
+        store
+            .act_on_voucher(&as_other, VoucherAction::Redeem, now)
+            .await
+            .unwrap(),
+        VoucherOutcome::NotFound
+    );
+    let as_owner = VoucherTarget {
+        holder: Some(user("ivy")),
+        ..target(voucher)
+    };
+    let redeemed = store
+        .act_on_voucher(&as_owner, VoucherAction::Redeem, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(redeemed, VoucherOutcome::Done(ref voucher) if voucher.state == VoucherState::Redeemed)
+    );
+}
+
+pub async fn the_schema_refuses_what_a_buggy_engine_might_ask(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, coupon(Some(2))).await;
+    let now = at(NOON);
+    let mut over_limit = claim(&campaign, "kim", now);
+    over_limit.per_user_limit = 5;
+    let outcomes = store
+        .claim_batch(
+            vec![
+                over_limit.clone(),
+                over_limit.clone(),
+                claim(&campaign, "lee", now),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Ok(ClaimOutcome::Claimed(_))));
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Constraint(_))),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Ok(ClaimOutcome::Claimed(ref voucher)) if voucher.rank == 2),
+        "the batch went on"
+    );
+    let mut minting = claim(&campaign, "mo", now);
+    minting.mint = campaign.spec.code_pattern().cloned();
+    let outcomes = store.claim_batch(vec![minting], now).await.unwrap();
+    assert!(
+        matches!(outcomes[0], Err(StoreError::Constraint(_))),
+        "no rank past the supply: {:?}",
+        outcomes[0]
+    );
+    let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!(counts.states.total(), 2);
+    assert_eq!(
+        store
+            .vouchers_of_user(tenant_id, &user("kim"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn responses_are_kept_first_writer_wins_and_forgotten(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let scope = IdempotencyScope {
+        tenant_id,
+        principal: "service".into(),
+        key: "key-1".into(),
+    };
+    assert_eq!(store.stored_response(&scope).await.unwrap(), None);
+    let response = |status, body: &str| StoredResponse {
+        fingerprint: vec![1, 2, 3],
+        status,
+        content_type: "application/json".into(),
+        body: body.as_bytes().to_vec(),
+        created_at: at(NOON),
+    };
+    let first = store
+        .store_response(&scope, &response(201, "first"))
+        .await
+        .unwrap();
+    assert_eq!(first, response(201, "first"));
+    let second = store
+        .store_response(&scope, &response(200, "second"))
+        .await
+        .unwrap();
+    assert_eq!(second, response(201, "first"), "the first response stays");
+    let other_principal = IdempotencyScope {
+        principal: "customer:u1".into(),
+        ..scope.clone()
+    };
+    assert_eq!(store.stored_response(&other_principal).await.unwrap(), None);
+    assert_eq!(store.forget_responses(at(NOON), 100).await.unwrap(), 0);
+    assert!(
+        store
+            .forget_responses(at("2026-12-02T12:00:00Z"), 100)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(store.stored_response(&scope).await.unwrap(), None);
+}
+
+pub async fn counts_by_state_rank_range_and_second(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, coupon(Some(6))).await;
+    let first_second = at(NOON);
+    let next_second = at("2026-12-01T12:00:01Z");
+    claim_all(
+        &store,
+        (0..3)
+            .map(|index| claim(&campaign, &format!("a{index}"), first_second))
+            .collect(),
+        first_second,
+    )
+    .await;
+    claim_all(
+        &store,
+        vec![claim(&campaign, "b", next_second)],
+        next_second,
+    )
+    .await;
+    let counts = store
+        .campaign_counts(campaign.id, &[(1, 2), (3, 6)])
+        .await
+        .unwrap();
+    assert_eq!((counts.states.issued, counts.states.available), (4, 2));
+    assert_eq!(counts.by_rank_range[0].issued, 2);
+    assert_eq!(
+        (
+            counts.by_rank_range[1].issued,
+            counts.by_rank_range[1].available
+        ),
+        (2, 2)
+    );
+    let second = first_second.as_second();
+    assert_eq!(counts.claims_per_second, [(second, 3), (second + 1, 1)]);
+}
+
+pub async fn listings_page_by_rank_and_user(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, coupon(Some(5))).await;
+    let now = at(NOON);
+    claim_all(
+        &store,
+        vec![claim(&campaign, "nia", now), claim(&campaign, "oz", now)],
+        now,
+    )
+    .await;
+    let page = store.vouchers_page(campaign.id, 1, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|voucher| voucher.rank).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let mine = store
+        .vouchers_of_user(tenant_id, &user("oz"))
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|voucher| voucher.rank).collect::<Vec<_>>(),
+        [2]
+    );
+    let elsewhere = store
+        .vouchers_of_user(new_tenant(&store).await, &user("oz"))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+}
+
+pub async fn the_reference_model_agrees_on_random_histories(store: Arc<dyn Store>) {
+    crate::model::check_random_histories(store).await;
+}
