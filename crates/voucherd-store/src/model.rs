@@ -1,11 +1,11 @@
 //! What the store keeps and what its operations take and answer.
 
 use voucherd_core::TimeZone;
+use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle, Supply};
 use voucherd_core::code::{CodePattern, VoucherCode};
 use voucherd_core::ids::{CampaignId, TenantId, UserId, VoucherId};
 use voucherd_core::voucher::{Redemption, VoucherRefusal, VoucherState};
-use voucherd_core::{SignedDuration, Timestamp};
 
 /// A business using voucherd, with the key its tokens are signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +158,8 @@ pub struct VoucherTarget {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VoucherAction {
-    Lock { ttl: SignedDuration },
+    /// Locks for the campaign's `lock_ttl`.
+    Lock,
     Unlock,
     Redeem,
 }

@@ -15,11 +15,12 @@ pub(crate) const USER_VOUCHERS_MAX: u32 = 1_000;
 
 /// The conditional update of each action: it changes the row only when the
 /// transition is allowed, mirroring `voucherd_core::voucher::Redemption`.
-/// `?1` is now in milliseconds, `?2` the lock's end.
+/// `?1` is now in milliseconds; a lock lasts the campaign's `lock_ttl`.
 fn transition(action: VoucherAction) -> &'static str {
     match action {
-        VoucherAction::Lock { .. } => {
-            "SET state = 'locked', locked_until = ?2
+        VoucherAction::Lock => {
+            "SET state = 'locked',
+                 locked_until = ?1 + (SELECT lock_ttl_ms FROM campaigns WHERE id = campaign_id)
              WHERE (state = 'issued' OR (state = 'locked' AND locked_until <= ?1))
                AND (expires_at IS NULL OR expires_at > ?1)"
         }
@@ -45,15 +46,11 @@ pub(crate) fn act(
     action: VoucherAction,
     now: Timestamp,
 ) -> StoreResult<VoucherOutcome> {
-    let lock_until = match action {
-        VoucherAction::Lock { ttl } => Some(millis(now.checked_add(ttl).unwrap_or(Timestamp::MAX))),
-        _ => None,
-    };
     let holder = target.holder.as_ref().map(UserId::as_str);
     let mut statement = connection
         .prepare_cached(&format!(
-            "UPDATE vouchers {} AND tenant_id = ?3 AND code = ?4
-               AND (?5 IS NULL OR user_id = ?5)
+            "UPDATE vouchers {} AND tenant_id = ?2 AND code = ?3
+               AND (?4 IS NULL OR user_id = ?4)
              RETURNING {VOUCHER_COLUMNS}",
             transition(action)
         ))
@@ -61,7 +58,6 @@ pub(crate) fn act(
     let mut changed = statement
         .query(params![
             millis(now),
-            lock_until,
             target.tenant_id.to_string(),
             target.code.as_str(),
             holder
@@ -75,7 +71,8 @@ pub(crate) fn act(
     };
     let redemption = voucher.redemption();
     let decided = match action {
-        VoucherAction::Lock { ttl } => redemption.lock(now, ttl),
+        // A refusal does not depend on the lock's length.
+        VoucherAction::Lock => redemption.lock(now, voucherd_core::SignedDuration::ZERO),
         VoucherAction::Unlock => redemption.unlock(now),
         VoucherAction::Redeem => redemption.redeem(now),
     };

@@ -8,7 +8,7 @@ use voucherd_core::campaign::{CampaignDraft, Hold, Lifecycle};
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, TenantId, UserId};
 use voucherd_core::voucher::{VoucherRefusal, VoucherState};
-use voucherd_core::{SignedDuration, TimeZone, Timestamp};
+use voucherd_core::{TimeZone, Timestamp};
 use voucherd_store::model::{
     AddCodesOutcome, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
     LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
@@ -582,9 +582,7 @@ pub async fn lock_unlock_and_redeem_follow_the_voucher_rules(store: Arc<dyn Stor
         let target = target(&voucher);
         async move { store.act_on_voucher(&target, action, now).await.unwrap() }
     };
-    let lock = VoucherAction::Lock {
-        ttl: SignedDuration::from_secs(60),
-    };
+    let lock = VoucherAction::Lock;
     let refused = |outcome: VoucherOutcome| match outcome {
         VoucherOutcome::Refused(refusal, _) => refusal,
         other => panic!("expected a refusal, got {other:?}"),
@@ -673,9 +671,7 @@ pub async fn locks_expire_and_can_be_taken_again(store: Arc<dyn Store>) {
         now,
     )
     .await;
-    let lock = VoucherAction::Lock {
-        ttl: SignedDuration::from_secs(600),
-    };
+    let lock = VoucherAction::Lock;
     for outcome in &outcomes {
         let locked = store
             .act_on_voucher(&target(claimed(outcome)), lock, now)

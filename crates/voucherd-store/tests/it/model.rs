@@ -149,7 +149,7 @@ impl Model {
             return Answer::NotFound;
         }
         let decided = match action {
-            VoucherAction::Lock { ttl } => voucher.redemption.lock(now, ttl),
+            VoucherAction::Lock => voucher.redemption.lock(now, self.specs[campaign].lock_ttl),
             VoucherAction::Unlock => voucher.redemption.unlock(now),
             VoucherAction::Redeem => voucher.redemption.redeem(now),
         };
@@ -280,9 +280,7 @@ impl History {
             }
             Op::Lock(index) | Op::Unlock(index) | Op::Redeem(index) => {
                 let action = match op {
-                    Op::Lock(_) => VoucherAction::Lock {
-                        ttl: self.campaigns[self.campaign_of(*index)].spec.lock_ttl,
-                    },
+                    Op::Lock(_) => VoucherAction::Lock,
                     Op::Unlock(_) => VoucherAction::Unlock,
                     _ => VoucherAction::Redeem,
                 };
@@ -321,11 +319,6 @@ impl History {
             }
         }
         self.compare_state().await
-    }
-
-    fn campaign_of(&self, index: usize) -> usize {
-        let count: usize = self.codes.iter().map(Vec::len).sum();
-        voucher_at(&self.model.vouchers, index % count).0
     }
 
     fn target(&self, index: usize) -> VoucherTarget {
