@@ -57,6 +57,13 @@ uuid_id!(
     "voucher_id"
 );
 uuid_id!(
+    /// One hold of a voucher for a buyer until payment. A voucher released
+    /// and reserved again gets a new reservation id, so a stale one cannot
+    /// reach the next buyer's hold.
+    ReservationId,
+    "reservation_id"
+);
+uuid_id!(
     /// A payment attempt for a reservation.
     OrderId,
     "order_id"

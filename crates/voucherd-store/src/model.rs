@@ -4,7 +4,7 @@ use voucherd_core::TimeZone;
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle, Supply};
 use voucherd_core::code::{CodePattern, VoucherCode};
-use voucherd_core::ids::{CampaignId, TenantId, UserId, VoucherId};
+use voucherd_core::ids::{CampaignId, ReservationId, TenantId, UserId, VoucherId};
 use voucherd_core::voucher::{Redemption, VoucherRefusal, VoucherState};
 
 /// A business using voucherd, with the key its tokens are signed with.
@@ -43,6 +43,7 @@ pub struct VoucherRecord {
     pub state: VoucherState,
     pub user_id: Option<UserId>,
     pub claimed_at: Option<Timestamp>,
+    pub reservation_id: Option<ReservationId>,
     pub reserved_until: Option<Timestamp>,
     pub issued_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,

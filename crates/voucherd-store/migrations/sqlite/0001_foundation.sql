@@ -63,6 +63,8 @@ CREATE TABLE vouchers (
     -- Which of the user's per_user_limit slots this voucher fills.
     user_slot INTEGER CHECK (user_slot IS NULL OR user_slot > 0),
     claimed_at INTEGER,
+    -- Set by each reservation; kept after payment as the order's reference.
+    reservation_id TEXT UNIQUE,
     reserved_until INTEGER,
     issued_at INTEGER,
     expires_at INTEGER,
@@ -76,6 +78,7 @@ CREATE TABLE vouchers (
     CHECK ((user_id IS NULL) = (user_slot IS NULL)),
     CHECK ((user_id IS NULL) = (claimed_at IS NULL)),
     CHECK ((state = 'reserved') = (reserved_until IS NOT NULL)),
+    CHECK (state != 'reserved' OR reservation_id IS NOT NULL),
     CHECK ((state IN ('issued', 'locked', 'redeemed')) = (issued_at IS NOT NULL)),
     CHECK ((state = 'locked') = (locked_until IS NOT NULL)),
     CHECK (redemptions BETWEEN 0 AND redemptions_max),

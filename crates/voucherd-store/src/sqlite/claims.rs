@@ -139,20 +139,33 @@ fn held_slots(
     Ok(held)
 }
 
-/// The state columns a claim sets: (state, reserved_until, issued_at,
-/// expires_at).
-fn hold_columns(
-    hold: Hold,
-    now: Timestamp,
-) -> (&'static str, Option<i64>, Option<i64>, Option<i64>) {
-    match hold {
-        Hold::Issue { expires_at } => (
-            "issued",
-            None,
-            Some(millis(now)),
-            optional_millis(expires_at),
-        ),
-        Hold::Reserve { until } => ("reserved", Some(millis(until)), None, None),
+/// The state columns a claim sets.
+struct HoldColumns {
+    state: &'static str,
+    reservation_id: Option<String>,
+    reserved_until: Option<i64>,
+    issued_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+impl HoldColumns {
+    fn new(hold: Hold, now: Timestamp) -> HoldColumns {
+        match hold {
+            Hold::Issue { expires_at } => HoldColumns {
+                state: "issued",
+                reservation_id: None,
+                reserved_until: None,
+                issued_at: Some(millis(now)),
+                expires_at: optional_millis(expires_at),
+            },
+            Hold::Reserve { until } => HoldColumns {
+                state: "reserved",
+                reservation_id: Some(uuid::Uuid::new_v4().to_string()),
+                reserved_until: Some(millis(until)),
+                issued_at: None,
+                expires_at: None,
+            },
+        }
     }
 }
 
@@ -162,15 +175,15 @@ fn take_lowest_available(
     slot: u32,
     now: Timestamp,
 ) -> StoreResult<Option<VoucherRecord>> {
-    let (state, reserved_until, issued_at, expires_at) = hold_columns(claim.hold, now);
+    let hold = HoldColumns::new(claim.hold, now);
     let mut statement = connection
         .prepare_cached(&format!(
             "UPDATE vouchers
              SET state = ?1, user_id = ?2, user_slot = ?3, claimed_at = ?4,
-                 reserved_until = ?5, issued_at = ?6, expires_at = ?7
+                 reservation_id = ?5, reserved_until = ?6, issued_at = ?7, expires_at = ?8
              WHERE id = (
                  SELECT id FROM vouchers
-                 WHERE campaign_id = ?8 AND state = 'available'
+                 WHERE campaign_id = ?9 AND state = 'available'
                  ORDER BY rank LIMIT 1
              ) AND state = 'available'
              RETURNING {VOUCHER_COLUMNS}"
@@ -178,13 +191,14 @@ fn take_lowest_available(
         .map_err(database)?;
     let mut taken = statement
         .query(params![
-            state,
+            hold.state,
             claim.user_id.as_str(),
             slot,
             millis(now),
-            reserved_until,
-            issued_at,
-            expires_at,
+            hold.reservation_id,
+            hold.reserved_until,
+            hold.issued_at,
+            hold.expires_at,
             claim.campaign_id.to_string(),
         ])
         .map_err(database)?;
@@ -214,12 +228,13 @@ fn mint(
             statement.query_row([claim.campaign_id.to_string()], |row| row.get(0))
         })
         .map_err(database)?;
-    let (state, reserved_until, issued_at, expires_at) = hold_columns(claim.hold, now);
+    let hold = HoldColumns::new(claim.hold, now);
     let mut statement = connection
         .prepare_cached(&format!(
             "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
-                 user_slot, claimed_at, reserved_until, issued_at, expires_at, redemptions_max)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 user_slot, claimed_at, reservation_id, reserved_until, issued_at, expires_at,
+                 redemptions_max)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (tenant_id, code) DO NOTHING
              RETURNING {VOUCHER_COLUMNS}"
         ))
@@ -233,13 +248,14 @@ fn mint(
                 claim.tenant_id.to_string(),
                 rank,
                 code.as_str(),
-                state,
+                hold.state,
                 claim.user_id.as_str(),
                 slot,
                 millis(now),
-                reserved_until,
-                issued_at,
-                expires_at,
+                hold.reservation_id,
+                hold.reserved_until,
+                hold.issued_at,
+                hold.expires_at,
                 claim.redemptions_max,
             ])
             .map_err(database)?;

@@ -8,7 +8,7 @@ use voucherd_core::campaign::{
     VoucherExpiry,
 };
 use voucherd_core::code::{CodePattern, VoucherCode};
-use voucherd_core::ids::{CampaignId, TenantId, UserId, VoucherId};
+use voucherd_core::ids::{CampaignId, ReservationId, TenantId, UserId, VoucherId};
 use voucherd_core::money::{Currency, Money};
 use voucherd_core::voucher::VoucherState;
 use voucherd_core::{SignedDuration, Timestamp};
@@ -17,7 +17,8 @@ use crate::StoreError;
 use crate::model::{CampaignRecord, Tenant, VoucherRecord};
 
 pub(crate) const VOUCHER_COLUMNS: &str = "id, campaign_id, tenant_id, rank, code, state, user_id, \
-     claimed_at, reserved_until, issued_at, expires_at, locked_until, redemptions, redemptions_max";
+     claimed_at, reservation_id, reserved_until, issued_at, expires_at, locked_until, redemptions, \
+     redemptions_max";
 
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, description, terms, kind, \
      supply, starts_at, ends_at, voucher_expires_at, voucher_valid_for_ms, price_amount, \
@@ -86,12 +87,16 @@ pub(crate) fn voucher_at(row: &Row<'_>, first: usize) -> Result<VoucherRecord, S
             .transpose()
             .map_err(corrupt)?,
         claimed_at: optional_timestamp(get(row, first + 7)?)?,
-        reserved_until: optional_timestamp(get(row, first + 8)?)?,
-        issued_at: optional_timestamp(get(row, first + 9)?)?,
-        expires_at: optional_timestamp(get(row, first + 10)?)?,
-        locked_until: optional_timestamp(get(row, first + 11)?)?,
-        redemptions: count(get(row, first + 12)?)?,
-        redemptions_max: count(get(row, first + 13)?)?,
+        reservation_id: get::<Option<String>>(row, first + 8)?
+            .as_deref()
+            .map(parse_id::<ReservationId>)
+            .transpose()?,
+        reserved_until: optional_timestamp(get(row, first + 9)?)?,
+        issued_at: optional_timestamp(get(row, first + 10)?)?,
+        expires_at: optional_timestamp(get(row, first + 11)?)?,
+        locked_until: optional_timestamp(get(row, first + 12)?)?,
+        redemptions: count(get(row, first + 13)?)?,
+        redemptions_max: count(get(row, first + 14)?)?,
     })
 }
 

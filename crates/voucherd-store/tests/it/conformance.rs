@@ -361,6 +361,10 @@ pub async fn a_sale_claim_reserves(store: Arc<dyn Store>) {
     let voucher = claimed(&outcomes[0]);
     assert_eq!(voucher.state, VoucherState::Reserved);
     assert_eq!(voucher.reserved_until, Some(at("2026-12-01T12:10:00Z")));
+    assert!(
+        voucher.reservation_id.is_some(),
+        "each reservation has its own id"
+    );
     assert_eq!(voucher.issued_at, None);
     let redeemed = store
         .act_on_voucher(&target(voucher), VoucherAction::Redeem, now)
