@@ -1,0 +1,571 @@
+//! The engine: what the HTTP layer calls, one method per intent.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use prometheus_client::registry::Registry;
+use voucherd_core::campaign::{CampaignSpec, CodeSource, Lifecycle, Supply, Trigger};
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_store::Store;
+use voucherd_store::model::{
+    AddCodesOutcome, CampaignRecord, IdempotencyScope, LifecycleOutcome, StateCounts,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+};
+use voucherd_store::sqlite::OsEntropy;
+
+use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView};
+use crate::claims::{ClaimAnswer, ClaimLimits, ClaimQueue};
+use crate::clock::Clock;
+use crate::error::{ConflictKind, EngineError};
+use crate::metrics::EngineMetrics;
+use crate::tenants::{TenantBook, TenantEntry};
+
+/// Bounds and periods of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub claims: ClaimLimits,
+    /// Codes one request may upload or generate.
+    pub codes_per_request_max: u32,
+    /// Codes sent to the store in one call while publishing.
+    pub codes_per_insert_max: u32,
+    /// How long a response is replayed for its idempotency key.
+    pub idempotency_ttl: SignedDuration,
+    /// Rows one sweep of a worker touches at most.
+    pub sweep_limit: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            claims: ClaimLimits::default(),
+            codes_per_request_max: 100_000,
+            codes_per_insert_max: 10_000,
+            idempotency_ttl: SignedDuration::from_hours(24),
+            sweep_limit: 10_000,
+        }
+    }
+}
+
+/// What adding codes did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodesAdded {
+    pub added: u32,
+    pub duplicates: Vec<VoucherCode>,
+    pub voucher_count: u32,
+}
+
+/// One price tier's ranks and how its vouchers stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierCounts {
+    pub first_rank: u32,
+    pub last_rank: Option<u32>,
+    pub discount_percent: u8,
+    pub counts: StateCounts,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub campaign: CampaignView,
+    pub counts: StateCounts,
+    pub tiers: Vec<TierCounts>,
+    pub claims_per_second: Vec<(i64, u64)>,
+}
+
+/// What one sweep of the expiry worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub locks_expired: u32,
+    pub responses_forgotten: u32,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    tenants: TenantBook,
+    campaigns: CampaignBook,
+    claims: ClaimQueue,
+    metrics: EngineMetrics,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Loads tenants and campaigns into memory and starts the claim batcher.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        registry: &mut Registry,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let metrics = EngineMetrics::register(registry);
+        let claims = ClaimQueue::start(
+            store.clone(),
+            clock.clone(),
+            config.claims.clone(),
+            metrics.clone(),
+        );
+        let engine = Engine {
+            store,
+            clock,
+            tenants: TenantBook::default(),
+            campaigns: CampaignBook::default(),
+            claims,
+            metrics,
+            config,
+        };
+        engine.reload_tenants().await?;
+        for record in engine.store.campaigns().await? {
+            let available = engine.available(&record).await?;
+            engine
+                .campaigns
+                .insert(Arc::new(CampaignEntry::new(record, available)));
+        }
+        Ok(Arc::new(engine))
+    }
+
+    async fn available(&self, record: &CampaignRecord) -> Result<u64, EngineError> {
+        if record.lifecycle == Lifecycle::Draft || record.spec.supply == Supply::Unlimited {
+            return Ok(record.spec.supply.limit().map_or(0, u64::from));
+        }
+        Ok(self
+            .store
+            .campaign_counts(record.id, &[])
+            .await?
+            .states
+            .available)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// Succeeds when the store answers.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        Ok(self.store.ping().await?)
+    }
+
+    pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantEntry>> {
+        self.tenants.get(id)
+    }
+
+    pub async fn reload_tenants(&self) -> Result<(), EngineError> {
+        self.tenants.replace(self.store.tenants().await?);
+        Ok(())
+    }
+
+    pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), EngineError> {
+        self.store.insert_tenant(&tenant).await?;
+        self.reload_tenants().await
+    }
+
+    pub fn tenants(&self) -> Vec<Arc<TenantEntry>> {
+        self.tenants.all()
+    }
+
+    fn entry(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<Arc<CampaignEntry>, EngineError> {
+        self.campaigns
+            .get(id)
+            .filter(|entry| entry.tenant_id() == tenant_id)
+            .ok_or(EngineError::NotFound("campaign"))
+    }
+
+    fn tenant_entry(&self, tenant_id: TenantId) -> Result<Arc<TenantEntry>, EngineError> {
+        self.tenants
+            .get(tenant_id)
+            .ok_or(EngineError::NotFound("tenant"))
+    }
+
+    pub async fn create_campaign(
+        &self,
+        tenant_id: TenantId,
+        spec: CampaignSpec,
+    ) -> Result<CampaignView, EngineError> {
+        let now = self.now();
+        let record = CampaignRecord {
+            id: CampaignId::from_uuid(uuid_at(now)),
+            tenant_id,
+            spec,
+            lifecycle: Lifecycle::Draft,
+            voucher_count: 0,
+            created_at: now,
+            published_at: None,
+        };
+        self.store.insert_campaign(&record).await?;
+        let available = record.spec.supply.limit().map_or(0, u64::from);
+        let entry = Arc::new(CampaignEntry::new(record, available));
+        self.campaigns.insert(entry.clone());
+        Ok(entry.view())
+    }
+
+    pub fn campaign(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<CampaignView, EngineError> {
+        Ok(self.entry(tenant_id, id)?.view())
+    }
+
+    /// The tenant's campaigns that can be claimed now (003's "live coupons").
+    pub fn live_campaigns(&self, tenant_id: TenantId) -> Vec<CampaignView> {
+        let now = self.now();
+        self.campaigns
+            .of_tenant(tenant_id)
+            .into_iter()
+            .filter(|entry| entry.claimable(now).is_ok())
+            .map(|entry| entry.view())
+            .collect()
+    }
+
+    /// Adds uploaded codes and `generate` codes from the campaign's pattern.
+    pub async fn add_codes(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+        upload: Vec<VoucherCode>,
+        generate: u32,
+    ) -> Result<CodesAdded, EngineError> {
+        let entry = self.entry(tenant_id, id)?;
+        let total = u64::from(generate) + upload.len() as u64;
+        if total > u64::from(self.config.codes_per_request_max) {
+            return Err(EngineError::Invalid(
+                voucherd_core::validation::Invalid::one(
+                    "codes",
+                    format!(
+                        "at most {} codes per request",
+                        self.config.codes_per_request_max
+                    ),
+                ),
+            ));
+        }
+        let mut codes = upload;
+        if generate > 0 {
+            let Some(pattern) = entry.spec().code_pattern() else {
+                return Err(EngineError::Invalid(
+                    voucherd_core::validation::Invalid::one(
+                        "generate",
+                        "this campaign takes uploaded codes; it has no pattern to generate from",
+                    ),
+                ));
+            };
+            codes.extend((0..generate).map(|_| pattern.generate(&mut OsEntropy)));
+        }
+        match self.store.add_codes(id, &codes).await? {
+            AddCodesOutcome::Added {
+                added,
+                duplicates,
+                voucher_count,
+            } => {
+                entry.set_voucher_count(voucher_count);
+                Ok(CodesAdded {
+                    added,
+                    duplicates,
+                    voucher_count,
+                })
+            }
+            AddCodesOutcome::OverSupply { room, offered } => Err(EngineError::conflict(
+                ConflictKind::CodesRefused,
+                format!(
+                    "{offered} new codes offered but the supply leaves room for {room}; nothing was added"
+                ),
+            )),
+            AddCodesOutcome::NotDraft => Err(EngineError::conflict(
+                ConflictKind::CodesRefused,
+                "codes can be added only before the campaign is published",
+            )),
+            AddCodesOutcome::NotFound => Err(EngineError::NotFound("campaign")),
+        }
+    }
+
+    /// Publishes a draft: generates the codes still missing when the
+    /// campaign has a pattern, then makes it live.
+    pub async fn publish(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<CampaignView, EngineError> {
+        let entry = self.entry(tenant_id, id)?;
+        if entry.lifecycle() == Lifecycle::Draft {
+            self.generate_missing_codes(&entry).await?;
+        }
+        self.change_lifecycle(&entry, Lifecycle::Draft, Lifecycle::Live)
+            .await
+    }
+
+    async fn generate_missing_codes(&self, entry: &CampaignEntry) -> Result<(), EngineError> {
+        let (Supply::Limited(supply), CodeSource::Pattern(pattern)) =
+            (entry.spec().supply, &entry.spec().codes)
+        else {
+            return Ok(());
+        };
+        // Each round replaces the codes that collided in the last; with a code
+        // space a hundred times the supply, a few rounds always suffice.
+        for _ in 0..8 {
+            let missing = supply.saturating_sub(entry.view().voucher_count);
+            if missing == 0 {
+                return Ok(());
+            }
+            let chunk = missing.min(self.config.codes_per_insert_max);
+            let codes: Vec<VoucherCode> = (0..chunk)
+                .map(|_| pattern.generate(&mut OsEntropy))
+                .collect();
+            match self.store.add_codes(entry.id(), &codes).await? {
+                AddCodesOutcome::Added { voucher_count, .. } => {
+                    entry.set_voucher_count(voucher_count)
+                }
+                AddCodesOutcome::NotDraft => return Ok(()),
+                other => {
+                    return Err(EngineError::Internal(voucherd_store::StoreError::Corrupt(
+                        format!("generating codes: {other:?}"),
+                    )));
+                }
+            }
+            if entry.view().voucher_count == supply {
+                return Ok(());
+            }
+        }
+        Err(EngineError::conflict(
+            ConflictKind::CodesMissing,
+            "could not generate enough distinct codes; use a pattern with more placeholders",
+        ))
+    }
+
+    pub async fn pause(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<CampaignView, EngineError> {
+        let entry = self.entry(tenant_id, id)?;
+        self.change_lifecycle(&entry, Lifecycle::Live, Lifecycle::Paused)
+            .await
+    }
+
+    pub async fn resume(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<CampaignView, EngineError> {
+        let entry = self.entry(tenant_id, id)?;
+        self.change_lifecycle(&entry, Lifecycle::Paused, Lifecycle::Live)
+            .await
+    }
+
+    async fn change_lifecycle(
+        &self,
+        entry: &CampaignEntry,
+        from: Lifecycle,
+        to: Lifecycle,
+    ) -> Result<CampaignView, EngineError> {
+        let now = self.now();
+        match self
+            .store
+            .change_lifecycle(entry.id(), from, to, now)
+            .await?
+        {
+            LifecycleOutcome::Changed => {
+                entry.set_lifecycle(to, now);
+                Ok(entry.view())
+            }
+            LifecycleOutcome::WrongState(current) => {
+                entry.set_lifecycle(current, now);
+                Err(EngineError::conflict(
+                    ConflictKind::WrongState,
+                    format!(
+                        "the campaign is {}, not {}",
+                        current.as_str(),
+                        from.as_str()
+                    ),
+                ))
+            }
+            LifecycleOutcome::CodesMissing {
+                voucher_count,
+                supply,
+            } => Err(EngineError::conflict(
+                ConflictKind::CodesMissing,
+                format!(
+                    "{voucher_count} of {supply} codes are there; upload the rest before publishing"
+                ),
+            )),
+            LifecycleOutcome::NotFound => Err(EngineError::NotFound("campaign")),
+        }
+    }
+
+    /// A user's claim on a campaign.
+    pub async fn claim(
+        &self,
+        tenant_id: TenantId,
+        campaign_id: CampaignId,
+        user_id: UserId,
+    ) -> Result<ClaimAnswer, EngineError> {
+        let entry = self.entry(tenant_id, campaign_id)?;
+        if entry.spec().trigger == Trigger::FirstLogin {
+            return Err(EngineError::conflict(
+                ConflictKind::LoginOnly,
+                "this campaign is granted on login; send the login event instead",
+            ));
+        }
+        if let Err(refusal) = entry.claimable(self.now()) {
+            self.metrics
+                .count_claim(crate::claims::Refusal::from(refusal).as_str());
+            return Ok(ClaimAnswer::Refused(refusal.into()));
+        }
+        let zone = self.tenant_entry(tenant_id)?.zone.clone();
+        self.claims.claim(entry, user_id, zone).await
+    }
+
+    /// A login: claims every first_login campaign of the tenant that is
+    /// claimable now; answers what each one gave.
+    pub async fn login(
+        &self,
+        tenant_id: TenantId,
+        user_id: UserId,
+    ) -> Result<Vec<ClaimAnswer>, EngineError> {
+        let now = self.now();
+        let zone = self.tenant_entry(tenant_id)?.zone.clone();
+        let claims = self
+            .campaigns
+            .of_tenant(tenant_id)
+            .into_iter()
+            .filter(|entry| {
+                entry.spec().trigger == Trigger::FirstLogin && entry.claimable(now).is_ok()
+            })
+            .map(|entry| self.claims.claim(entry, user_id.clone(), zone.clone()));
+        join_all(claims).await.into_iter().collect()
+    }
+
+    pub async fn vouchers_of_user(
+        &self,
+        tenant_id: TenantId,
+        user_id: &UserId,
+    ) -> Result<Vec<VoucherRecord>, EngineError> {
+        Ok(self.store.vouchers_of_user(tenant_id, user_id).await?)
+    }
+
+    pub async fn vouchers_page(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+        after_rank: u32,
+        limit: u32,
+    ) -> Result<Vec<VoucherRecord>, EngineError> {
+        self.entry(tenant_id, id)?;
+        Ok(self.store.vouchers_page(id, after_rank, limit).await?)
+    }
+
+    pub async fn act_on_voucher(
+        &self,
+        target: &VoucherTarget,
+        action: VoucherAction,
+    ) -> Result<VoucherOutcome, EngineError> {
+        Ok(self
+            .store
+            .act_on_voucher(target, action, self.now())
+            .await?)
+    }
+
+    /// The spec of a campaign the caller already holds a voucher of.
+    pub fn campaign_spec(&self, id: CampaignId) -> Option<CampaignView> {
+        self.campaigns.get(id).map(|entry| entry.view())
+    }
+
+    pub async fn report(&self, tenant_id: TenantId, id: CampaignId) -> Result<Report, EngineError> {
+        let entry = self.entry(tenant_id, id)?;
+        let ranges = tier_ranges(entry.spec());
+        let bounds: Vec<(u32, u32)> = ranges
+            .iter()
+            .map(|(first, last, _)| (*first, last.unwrap_or(u32::MAX)))
+            .collect();
+        let counts = self.store.campaign_counts(id, &bounds).await?;
+        // The store is the authority; memory catches up with what it says.
+        if entry.lifecycle() != Lifecycle::Draft {
+            entry.set_available(counts.states.available);
+        }
+        let tiers = ranges
+            .into_iter()
+            .zip(counts.by_rank_range)
+            .map(
+                |((first_rank, last_rank, discount_percent), counts)| TierCounts {
+                    first_rank,
+                    last_rank,
+                    discount_percent,
+                    counts,
+                },
+            )
+            .collect();
+        Ok(Report {
+            campaign: entry.view(),
+            counts: counts.states,
+            tiers,
+            claims_per_second: counts.claims_per_second,
+        })
+    }
+
+    pub async fn stored_response(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> Result<Option<StoredResponse>, EngineError> {
+        Ok(self.store.stored_response(scope).await?)
+    }
+
+    pub async fn store_response(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> Result<StoredResponse, EngineError> {
+        Ok(self.store.store_response(scope, response).await?)
+    }
+
+    /// One sweep of the expiry worker: locks past their time back to issued,
+    /// idempotency keys past their time forgotten.
+    pub async fn sweep_once(&self, now: Timestamp) -> Result<SweepReport, EngineError> {
+        let locks_expired = self
+            .store
+            .expire_locks(now, self.config.sweep_limit)
+            .await?;
+        self.metrics.locks_expired.inc_by(u64::from(locks_expired));
+        let forget_before = now
+            .checked_sub(self.config.idempotency_ttl)
+            .unwrap_or(Timestamp::MIN);
+        let responses_forgotten = self
+            .store
+            .forget_responses(forget_before, self.config.sweep_limit)
+            .await?;
+        Ok(SweepReport {
+            locks_expired,
+            responses_forgotten,
+        })
+    }
+}
+
+/// The rank ranges of a campaign's tiers, with the full-price range past the
+/// last tier when the supply goes beyond it: (first, last, discount).
+fn tier_ranges(spec: &CampaignSpec) -> Vec<(u32, Option<u32>, u8)> {
+    let mut ranges = Vec::new();
+    let mut first = 1;
+    for tier in spec.tiers.as_slice() {
+        ranges.push((first, Some(tier.until_rank), tier.discount_percent));
+        first = tier.until_rank.saturating_add(1);
+    }
+    match spec.supply {
+        Supply::Limited(supply) if first <= supply => ranges.push((first, Some(supply), 0)),
+        Supply::Limited(_) => {}
+        Supply::Unlimited => ranges.push((first, None, 0)),
+    }
+    ranges
+}
+
+/// A time-ordered UUID (v7) for `now`, so ids sort by creation.
+pub(crate) fn uuid_at(now: Timestamp) -> uuid::Uuid {
+    let seconds = u64::try_from(now.as_second()).unwrap_or(0);
+    let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, nanos))
+}
