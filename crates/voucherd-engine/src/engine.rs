@@ -215,6 +215,15 @@ impl Engine {
         Ok(self.entry(tenant_id, id)?.view())
     }
 
+    /// Every campaign of the tenant, oldest first.
+    pub fn campaigns_of(&self, tenant_id: TenantId) -> Vec<CampaignView> {
+        self.campaigns
+            .of_tenant(tenant_id)
+            .into_iter()
+            .map(|entry| entry.view())
+            .collect()
+    }
+
     /// The tenant's campaigns that can be claimed now (003's "live coupons").
     pub fn live_campaigns(&self, tenant_id: TenantId) -> Vec<CampaignView> {
         let now = self.now();

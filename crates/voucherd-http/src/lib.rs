@@ -1,1 +1,213 @@
-//! placeholder
+//! voucherd's HTTP API.
+//!
+//! - [`router`] builds the whole service: the `/v1` API behind bearer
+//!   tokens, health, readiness, metrics and `/openapi.json`.
+//! - [`routes`] holds the handlers; [`wire`] the JSON shapes they speak.
+//! - [`auth`] checks and mints tokens; [`idempotency`] replays answers under
+//!   `Idempotency-Key`; [`problem`] is the one error type, RFC 9457 on the
+//!   wire; [`extract`] turns bad bodies into problems.
+//!
+//! The OpenAPI document is collected from the handlers' own annotations as
+//! the routes are registered, so it cannot list a route that does not exist
+//! or miss one that does.
+
+pub mod auth;
+pub mod extract;
+pub mod idempotency;
+pub mod observe;
+pub mod problem;
+pub mod routes;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{BoxError, Router};
+use prometheus_client::registry::Registry;
+use tower::ServiceBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use voucherd_engine::Engine;
+
+use crate::idempotency::{IdempotencyState, InFlightKeys, idempotency};
+use crate::observe::{HttpMetrics, observe};
+use crate::problem::Problem;
+use crate::routes::{campaigns, claims, operations, vouchers};
+
+/// Bounds of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub request_body_bytes_max: usize,
+    /// Code uploads may be larger than every other body.
+    pub upload_body_bytes_max: usize,
+    /// Requests being served at once; one more is answered 503 at once.
+    pub requests_in_flight_max: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            request_body_bytes_max: 64 * 1024,
+            upload_body_bytes_max: 8 * 1024 * 1024,
+            requests_in_flight_max: 8_192,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub registry: Arc<Registry>,
+    pub in_flight: InFlightKeys,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "voucherd",
+        description = "A burst-proof voucher and coupon engine. Errors are RFC 9457 problem documents whose `type` ends in the case name. State-changing POSTs accept `Idempotency-Key`.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "campaigns", description = "Campaign administration and reads"),
+        (name = "claims", description = "Claims and login events"),
+        (name = "vouchers", description = "A user's vouchers; lock, unlock, redeem"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The `/v1` routes that take ordinary bodies.
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::live))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::publish))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::report))
+        .routes(routes!(campaigns::vouchers))
+        .routes(routes!(claims::claim))
+        .routes(routes!(claims::login))
+        .routes(routes!(vouchers::of_user))
+        .routes(routes!(vouchers::lock))
+        .routes(routes!(vouchers::unlock))
+        .routes(routes!(vouchers::redeem))
+}
+
+/// The `/v1` routes that take large uploads.
+fn upload_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(campaigns::add_codes))
+}
+
+fn operation_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::metrics))
+}
+
+/// The OpenAPI document, collected from the same route lists the router
+/// serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    for part in [v1_routes(), upload_routes(), operation_routes()] {
+        document.merge(part.split_for_parts().1);
+    }
+    document
+}
+
+/// The whole service. `registry` must already hold the engine's metrics;
+/// the HTTP metrics are added to it here.
+pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Router {
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let state = AppState {
+        engine,
+        registry: Arc::new(registry),
+        in_flight: InFlightKeys::default(),
+    };
+    let guarded = |body_bytes_max: usize| {
+        from_fn_with_state(
+            IdempotencyState {
+                app: state.clone(),
+                body_bytes_max,
+            },
+            idempotency,
+        )
+    };
+    let v1 = v1_routes()
+        .split_for_parts()
+        .0
+        .route_layer(guarded(config.request_body_bytes_max))
+        .layer(DefaultBodyLimit::max(config.request_body_bytes_max));
+    let uploads = upload_routes()
+        .split_for_parts()
+        .0
+        .route_layer(guarded(config.upload_body_bytes_max))
+        .layer(DefaultBodyLimit::max(config.upload_body_bytes_max));
+    let authenticated = v1
+        .merge(uploads)
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let openapi = Arc::new(openapi());
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(answer_overload))
+        .load_shed()
+        .concurrency_limit(config.requests_in_flight_max)
+        .timeout(config.request_timeout);
+    authenticated
+        .merge(operation_routes().split_for_parts().0)
+        .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .fallback(|| async { Problem::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(from_fn_with_state(http_metrics, observe))
+        .layer(overload)
+        .with_state(state)
+}
+
+async fn answer_overload(error: BoxError) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long",
+            "the server could not answer in time; retry shortly",
+        )
+        .retry_after(1)
+        .into_response()
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        Problem::overloaded().into_response()
+    } else {
+        tracing::error!(%error, "unexpected middleware error");
+        Problem::internal().into_response()
+    }
+}

@@ -1,0 +1,303 @@
+//! Bearer tokens: HS256 JWTs signed with the tenant's key, naming the tenant,
+//! a role and, for customers, the user.
+//!
+//! `admin` manages the tenant's campaigns; `service` is the tenant's backend
+//! and names the user it acts for; `customer` acts only for its own `sub`.
+//! Only HS256 is accepted; the tenant is read from the payload before the
+//! signature is checked with that tenant's key, and nothing in the payload
+//! is trusted until it is.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use voucherd_core::ids::{TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_engine::tenants::TenantEntry;
+use voucherd_engine::model::Tenant;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// Clocks of the token's minter and ours may disagree by this much.
+const CLOCK_SKEW_SECONDS: i64 = 30;
+/// Longer tokens are refused outright rather than parsed.
+const TOKEN_LENGTH_MAX: usize = 4_096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Service,
+    Customer,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "service" => Some(Role::Service),
+            "customer" => Some(Role::Customer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    tenant: String,
+    role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    iat: i64,
+    exp: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    alg: String,
+}
+
+/// Who is calling, after their token checked out.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: Arc<TenantEntry>,
+    pub role: Role,
+    /// The customer's own user id.
+    pub subject: Option<UserId>,
+}
+
+impl Principal {
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant.tenant.id
+    }
+
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Admin => Ok(()),
+            _ => Err(Problem::forbidden("this needs an admin token")),
+        }
+    }
+
+    /// The user a claim or login is for: named in the body by the tenant's
+    /// backend, the token's own subject for a customer.
+    pub fn acting_user(&self, named: Option<&str>) -> Result<UserId, Problem> {
+        match (self.role, &self.subject, named) {
+            (Role::Customer, Some(subject), None) => Ok(subject.clone()),
+            (Role::Customer, Some(subject), Some(named)) if named == subject.as_str() => Ok(subject.clone()),
+            (Role::Customer, _, _) => Err(Problem::forbidden("a customer acts only for themselves")),
+            (_, _, Some(named)) => Ok(UserId::parse(named)?),
+            (_, _, None) => Err(Problem::validation(voucherd_core::validation::Invalid::one(
+                "user_id",
+                "is required for a service or admin token",
+            ))),
+        }
+    }
+
+    /// A customer sees only their own vouchers; the tenant's backend sees all.
+    pub fn may_see(&self, user_id: &UserId) -> Result<(), Problem> {
+        match (&self.role, &self.subject) {
+            (Role::Customer, Some(subject)) if subject == user_id => Ok(()),
+            (Role::Customer, _) => Err(Problem::forbidden("a customer sees only their own vouchers")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whose vouchers a lock, unlock or redeem may touch: a customer's own.
+    pub fn holder(&self) -> Option<UserId> {
+        match self.role {
+            Role::Customer => self.subject.clone(),
+            _ => None,
+        }
+    }
+
+    /// The name idempotency keys are scoped to.
+    pub fn idempotency_principal(&self) -> String {
+        match (&self.role, &self.subject) {
+            (Role::Customer, Some(subject)) => format!("customer:{subject}"),
+            (Role::Admin, _) => "admin".into(),
+            _ => "service".into(),
+        }
+    }
+}
+
+/// Mints a token for `tenant`, valid for `ttl` from `now`.
+pub fn mint(tenant: &Tenant, role: Role, subject: Option<&UserId>, now: Timestamp, ttl: SignedDuration) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = Claims {
+        iss: "voucherd".into(),
+        tenant: tenant.id.to_string(),
+        role,
+        sub: subject.map(ToString::to_string),
+        iat: now.as_second(),
+        exp: now.checked_add(ttl).unwrap_or(Timestamp::MAX).as_second(),
+    };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let signature = URL_SAFE_NO_PAD.encode(sign(&tenant.signing_key, signing_input.as_bytes()));
+    format!("{signing_input}.{signature}")
+}
+
+fn sign(key: &[u8], input: &[u8]) -> Vec<u8> {
+    hmac_for(key).chain_update(input).finalize().into_bytes().to_vec()
+}
+
+fn hmac_for(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; the error case cannot happen.
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
+}
+
+/// Checks a token against the tenant it names, at `now`.
+pub fn verify(
+    token: &str,
+    tenant_of: impl Fn(TenantId) -> Option<Arc<TenantEntry>>,
+    now: Timestamp,
+) -> Result<Principal, Problem> {
+    let invalid = || Problem::unauthorized("the token is malformed or its signature does not match");
+    if token.len() > TOKEN_LENGTH_MAX {
+        return Err(invalid());
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let header: Header = decode_json(header).ok_or_else(invalid)?;
+    if header.alg != "HS256" {
+        return Err(Problem::unauthorized("only HS256 tokens are accepted"));
+    }
+    let claims: Claims = decode_json(payload).ok_or_else(invalid)?;
+    let tenant_id: TenantId = claims.tenant.parse().map_err(|_| invalid())?;
+    let tenant = tenant_of(tenant_id).ok_or_else(invalid)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
+    let signing_input_length = token.len() - signature_text_length(token);
+    hmac_for(&tenant.tenant.signing_key)
+        .chain_update(&token.as_bytes()[..signing_input_length])
+        .verify_slice(&signature)
+        .map_err(|_| invalid())?;
+    let now_seconds = now.as_second();
+    if claims.exp + CLOCK_SKEW_SECONDS <= now_seconds {
+        return Err(Problem::unauthorized("the token has expired"));
+    }
+    if claims.iat - CLOCK_SKEW_SECONDS > now_seconds {
+        return Err(Problem::unauthorized("the token is not valid yet"));
+    }
+    let subject = claims.sub.as_deref().map(UserId::parse).transpose().map_err(|_| invalid())?;
+    if claims.role == Role::Customer && subject.is_none() {
+        return Err(Problem::unauthorized("a customer token must name its user in sub"));
+    }
+    Ok(Principal {
+        tenant,
+        role: claims.role,
+        subject,
+    })
+}
+
+/// The length of `.signature` at the end of a token.
+fn signature_text_length(token: &str) -> usize {
+    token.rfind('.').map_or(0, |dot| token.len() - dot)
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Middleware: authenticates the bearer token, applies the tenant's rate
+/// limit, and leaves the [`Principal`] for the handlers.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(token) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return Problem::unauthorized("send Authorization: Bearer <token>").into_response();
+    };
+    let engine = &state.engine;
+    let principal = match verify(token.trim(), |id| engine.tenant(id), engine.now()) {
+        Ok(principal) => principal,
+        Err(problem) => return problem.into_response(),
+    };
+    if let Err(wait) = principal.tenant.admit() {
+        return Problem::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Rate limit reached",
+            "this tenant's request rate is used up for now",
+        )
+        .retry_after(wait.as_secs_f64().ceil() as u64)
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(key: u8) -> Arc<TenantEntry> {
+        Arc::new(TenantEntry::new(Tenant {
+            id: format!("00000000-0000-4000-8000-0000000000{key:02x}").parse().unwrap(),
+            name: "test".into(),
+            signing_key: vec![key; 32],
+            time_zone: "UTC".into(),
+            rate_limit_per_second: None,
+            created_at: Timestamp::UNIX_EPOCH,
+        }))
+    }
+
+    const HOUR: SignedDuration = SignedDuration::from_hours(1);
+
+    #[test]
+    fn a_minted_token_verifies_and_tampering_does_not() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |id: TenantId| (id == one.tenant.id).then(|| one.clone());
+        let user = UserId::parse("u-1").unwrap();
+        let token = mint(&one.tenant, Role::Customer, Some(&user), now, HOUR);
+        let principal = verify(&token, lookup, now).unwrap();
+        assert_eq!((principal.role, principal.subject), (Role::Customer, Some(user)));
+
+        let mut tampered = token.clone().into_bytes();
+        let middle = token.find('.').unwrap() + 5;
+        tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+        assert!(verify(std::str::from_utf8(&tampered).unwrap(), lookup, now).is_err());
+        assert!(verify(&token, lookup, now.checked_add(HOUR * 2).unwrap()).is_err(), "expired");
+        assert!(verify("a.b", lookup, now).is_err());
+
+        let other = tenant(2);
+        let foreign = mint(&other.tenant, Role::Admin, None, now, HOUR);
+        assert!(verify(&foreign, lookup, now).is_err(), "an unknown tenant");
+        let forged = mint(
+            &Tenant {
+                signing_key: vec![9; 32],
+                ..one.tenant.clone()
+            },
+            Role::Admin,
+            None,
+            now,
+            HOUR,
+        );
+        assert!(verify(&forged, lookup, now).is_err(), "signed with another key");
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let token = mint(&one.tenant, Role::Admin, None, now, HOUR);
+        let payload = token.split('.').nth(1).unwrap();
+        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
+        assert!(verify(&none, |_| Some(one.clone()), now).is_err());
+    }
+}

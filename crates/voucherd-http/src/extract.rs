@@ -1,0 +1,104 @@
+//! JSON request bodies, with every way they can be wrong answered as a
+//! problem: not JSON at all (400), JSON of the wrong shape (422), the wrong
+//! media type (415), too large (413).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// A JSON body parsed into `T`.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// A JSON body that may be left out entirely, giving `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, Problem> {
+        require_json(&request)?;
+        let bytes = read_body(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<OptionalJson<T>, Problem> {
+        let declared = request.headers().contains_key(header::CONTENT_TYPE);
+        if declared {
+            require_json(&request)?;
+        }
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !declared {
+            return Err(unsupported_media_type());
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+pub(crate) async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Problem> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            Problem::malformed(rejection.body_text())
+        }
+    })
+}
+
+pub(crate) fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "The request body is too large",
+        "send a smaller body",
+    )
+}
+
+fn unsupported_media_type() -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        "send Content-Type: application/json",
+    )
+}
+
+pub(crate) fn content_type(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim())
+}
+
+fn require_json(request: &Request) -> Result<(), Problem> {
+    match content_type(request) {
+        Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(unsupported_media_type()),
+    }
+}
+
+/// Parses JSON: a syntax error (including bytes that are not UTF-8) is
+/// malformed, a well-formed body of the wrong shape is invalid.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "The request is invalid",
+            error.to_string(),
+        ),
+        _ => Problem::malformed(error.to_string()),
+    })
+}

@@ -1,0 +1,293 @@
+//! Campaign administration: create, codes, lifecycle, report, export; and
+//! the campaign reads every role may make.
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::CampaignId;
+use voucherd_core::validation::{Collector, Invalid};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::extract::{ApiJson, content_type, parse_json, read_body};
+use crate::problem::{Problem, ProblemBody};
+use crate::wire::{
+    AddCodesBody, CampaignBody, CampaignListBody, CodesAddedBody, CreateCampaignBody, ExportedVoucherBody,
+    ReportBody, VoucherPageBody, VoucherPageQuery,
+};
+
+/// Voucher pages are at most this long.
+pub const VOUCHER_PAGE_MAX: u32 = 10_000;
+/// Invalid uploaded codes reported at most, so the answer stays small.
+const CODE_ERRORS_MAX: usize = 20;
+
+/// A campaign id from the path; a malformed one is just not found.
+pub(crate) fn campaign_id(text: &str) -> Result<CampaignId, Problem> {
+    text.parse().map_err(|_| Problem::not_found("campaign"))
+}
+
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
+    request_body = CreateCampaignBody,
+    responses(
+        (status = 201, description = "Created as a draft", body = CampaignBody),
+        (status = 422, description = "Invalid fields", body = ProblemBody),
+        (status = 403, description = "Not an admin token", body = ProblemBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(body): ApiJson<CreateCampaignBody>,
+) -> Result<(StatusCode, Json<CampaignBody>), Problem> {
+    principal.require_admin()?;
+    let spec = body.into_draft().validate()?;
+    let view = state.engine.create_campaign(principal.tenant_id(), spec).await?;
+    Ok((StatusCode::CREATED, Json(CampaignBody::new(&view, state.engine.now()))))
+}
+
+#[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns",
+    responses((status = 200, description = "Every campaign of the tenant", body = CampaignListBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<CampaignListBody>, Problem> {
+    principal.require_admin()?;
+    let now = state.engine.now();
+    let campaigns = state
+        .engine
+        .campaigns_of(principal.tenant_id())
+        .iter()
+        .map(|view| CampaignBody::new(view, now))
+        .collect();
+    Ok(Json(CampaignListBody { campaigns }))
+}
+
+#[utoipa::path(get, path = "/v1/campaigns/live", tag = "campaigns",
+    responses((status = 200, description = "Campaigns claimable now, with what is left and the current price",
+        body = CampaignListBody)),
+    security(("bearer" = [])))]
+pub async fn live(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Json<CampaignListBody> {
+    let now = state.engine.now();
+    let campaigns = state
+        .engine
+        .live_campaigns(principal.tenant_id())
+        .iter()
+        .map(|view| CampaignBody::new(view, now))
+        .collect();
+    Json(CampaignListBody { campaigns })
+}
+
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, body = CampaignBody),
+        (status = 404, body = ProblemBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<CampaignBody>, Problem> {
+    let view = state.engine.campaign(principal.tenant_id(), campaign_id(&id)?)?;
+    Ok(Json(CampaignBody::new(&view, state.engine.now())))
+}
+
+#[utoipa::path(post, path = "/v1/campaigns/{id}/codes", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    request_body(description = "JSON `{codes, generate}`, or CSV: one code per line, an optional `code` header, the first column is the code", content(
+        (AddCodesBody = "application/json"),
+        (String = "text/csv"),
+    )),
+    responses(
+        (status = 200, description = "Codes added; duplicates reported, never merged", body = CodesAddedBody),
+        (status = 409, description = "Not a draft, or past the supply; nothing added", body = ProblemBody),
+        (status = 422, description = "Invalid codes; nothing added", body = ProblemBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn add_codes(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<CodesAddedBody>, Problem> {
+    principal.require_admin()?;
+    let id = campaign_id(&id)?;
+    let is_csv = content_type(&request).is_some_and(|media| media.eq_ignore_ascii_case("text/csv"));
+    let is_json = content_type(&request).is_some_and(|media| media.eq_ignore_ascii_case("application/json"));
+    if !is_csv && !is_json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send application/json or text/csv",
+        ));
+    }
+    let bytes = read_body(request, &state).await?;
+    let body = if is_csv {
+        AddCodesBody {
+            codes: csv_codes(&bytes)?,
+            generate: 0,
+        }
+    } else {
+        parse_json::<AddCodesBody>(&bytes)?
+    };
+    let codes = parse_codes(&body.codes)?;
+    let added = state
+        .engine
+        .add_codes(principal.tenant_id(), id, codes, body.generate)
+        .await?;
+    let supply = state.engine.campaign(principal.tenant_id(), id)?.record.spec.supply.limit();
+    Ok(Json(CodesAddedBody::new(added, supply)))
+}
+
+/// The first column of every non-empty line, without a `code` header.
+fn csv_codes(bytes: &[u8]) -> Result<Vec<String>, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Problem::malformed("the CSV is not UTF-8"))?;
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty()).peekable();
+    if lines
+        .peek()
+        .is_some_and(|first| first.split(',').next().is_some_and(|cell| cell.trim_matches('"').eq_ignore_ascii_case("code")))
+    {
+        lines.next();
+    }
+    Ok(lines
+        .map(|line| line.split(',').next().unwrap_or("").trim().trim_matches('"').to_owned())
+        .collect())
+}
+
+fn parse_codes(texts: &[String]) -> Result<Vec<VoucherCode>, Problem> {
+    let mut collector = Collector::default();
+    let mut codes = Vec::with_capacity(texts.len());
+    let mut rejected = 0_usize;
+    for (index, text) in texts.iter().enumerate() {
+        match VoucherCode::parse(text) {
+            Ok(code) => codes.push(code),
+            Err(invalid) if rejected < CODE_ERRORS_MAX => {
+                rejected += 1;
+                for error in invalid.errors {
+                    collector.reject(format!("codes[{index}]"), error.message);
+                }
+            }
+            Err(_) => rejected += 1,
+        }
+    }
+    if rejected > CODE_ERRORS_MAX {
+        collector.reject(
+            "codes",
+            format!("{} more invalid codes are not listed", rejected - CODE_ERRORS_MAX),
+        );
+    }
+    collector.finish(|| codes).map_err(Problem::validation)
+}
+
+macro_rules! lifecycle_route {
+    ($name:ident, $path:literal, $method:ident, $what:literal) => {
+        #[utoipa::path(post, path = $path, tag = "campaigns", description = $what,
+            params(("id" = String, Path, description = "Campaign id")),
+            responses(
+                (status = 200, body = CampaignBody),
+                (status = 404, body = ProblemBody),
+                (status = 409, description = "Wrong state, or codes missing", body = ProblemBody),
+            ),
+            security(("bearer" = [])))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(principal): Extension<Principal>,
+            Path(id): Path<String>,
+        ) -> Result<Json<CampaignBody>, Problem> {
+            principal.require_admin()?;
+            let view = state.engine.$method(principal.tenant_id(), campaign_id(&id)?).await?;
+            Ok(Json(CampaignBody::new(&view, state.engine.now())))
+        }
+    };
+}
+
+lifecycle_route!(publish, "/v1/campaigns/{id}/publish", publish,
+    "Makes a draft live, generating the codes still missing when the campaign has a pattern.");
+lifecycle_route!(pause, "/v1/campaigns/{id}/pause", pause, "Stops claims until resumed.");
+lifecycle_route!(resume, "/v1/campaigns/{id}/resume", resume, "Lets a paused campaign be claimed again.");
+
+#[utoipa::path(get, path = "/v1/campaigns/{id}/report", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, body = ReportBody), (status = 404, body = ProblemBody)),
+    security(("bearer" = [])))]
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ReportBody>, Problem> {
+    principal.require_admin()?;
+    let report = state.engine.report(principal.tenant_id(), campaign_id(&id)?).await?;
+    Ok(Json(ReportBody::from(&report)))
+}
+
+#[utoipa::path(get, path = "/v1/campaigns/{id}/vouchers", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), VoucherPageQuery),
+    responses(
+        (status = 200, description = "A page of vouchers in rank order (JSON, or CSV with format=csv)",
+            body = VoucherPageBody),
+        (status = 404, body = ProblemBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn vouchers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(query): Query<VoucherPageQuery>,
+) -> Result<Response, Problem> {
+    principal.require_admin()?;
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=VOUCHER_PAGE_MAX).contains(&limit) {
+        return Err(Invalid::one("limit", format!("must be between 1 and {VOUCHER_PAGE_MAX}")).into());
+    }
+    let vouchers = state
+        .engine
+        .vouchers_page(principal.tenant_id(), campaign_id(&id)?, query.after_rank.unwrap_or(0), limit)
+        .await?;
+    let next_after_rank = (vouchers.len() == limit as usize)
+        .then(|| vouchers.last().map(|voucher| voucher.rank))
+        .flatten();
+    let exported: Vec<ExportedVoucherBody> = vouchers.iter().map(ExportedVoucherBody::from).collect();
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(VoucherPageBody {
+            vouchers: exported,
+            next_after_rank,
+        })
+        .into_response()),
+        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&exported)).into_response()),
+        Some(_) => Err(Invalid::one("format", "must be json or csv").into()),
+    }
+}
+
+fn to_csv(vouchers: &[ExportedVoucherBody]) -> String {
+    let mut csv = String::from("rank,code,state,user_id,claimed_at,issued_at,expires_at,redemptions\n");
+    for voucher in vouchers {
+        let cell = |value: &Option<String>| value.as_deref().map(csv_cell).unwrap_or_default();
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            voucher.rank,
+            csv_cell(&voucher.code),
+            voucher.state,
+            cell(&voucher.user_id),
+            cell(&voucher.claimed_at),
+            cell(&voucher.issued_at),
+            cell(&voucher.expires_at),
+            voucher.redemptions
+        ));
+    }
+    csv
+}
+
+/// Quotes a cell that holds a separator, a quote or a line break.
+fn csv_cell(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}

@@ -1,0 +1,6 @@
+//! The handlers, one module per part of the API.
+
+pub mod campaigns;
+pub mod claims;
+pub mod operations;
+pub mod vouchers;

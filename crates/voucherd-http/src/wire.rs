@@ -1,0 +1,476 @@
+//! The JSON shapes of the API and their conversions from the engine's
+//! types. Nothing below the HTTP layer knows about these.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::{CampaignDraft, CampaignSpec, CodeSource, VoucherExpiry};
+use voucherd_core::money::Money;
+use voucherd_engine::campaigns::CampaignView;
+use voucherd_engine::model::{StateCounts, VoucherRecord};
+use voucherd_engine::{CodesAdded, Report};
+
+fn time(timestamp: Timestamp) -> String {
+    timestamp.to_string()
+}
+
+fn optional_time(timestamp: Option<Timestamp>) -> Option<String> {
+    timestamp.map(time)
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoneyBody {
+    /// Integer minor units (satang, cents).
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl From<Money> for MoneyBody {
+    fn from(money: Money) -> MoneyBody {
+        MoneyBody {
+            amount: money.amount,
+            currency: money.currency.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TierBody {
+    /// The last rank (inclusive) this tier's discount applies to.
+    pub until_rank: i64,
+    pub discount_percent: i64,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodesSpecBody {
+    /// `#` a digit, `?` a letter (no look-alikes), anything else literal.
+    pub pattern: Option<String>,
+    /// Codes will be uploaded; publishing needs exactly `supply` of them.
+    #[serde(default)]
+    pub upload: bool,
+}
+
+/// A campaign to create. Only `name`, `kind` and `supply` are required.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaignBody {
+    pub name: Option<String>,
+    pub message: Option<String>,
+    pub description: Option<String>,
+    pub terms: Option<String>,
+    /// `coupon` (a claim issues at once) or `sale` (a claim reserves).
+    pub kind: Option<String>,
+    /// How many vouchers; `null` for unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub supply: Option<Option<i64>>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub voucher_expires_at: Option<String>,
+    /// ISO 8601 duration after issue, e.g. `P30D`.
+    pub voucher_valid_for: Option<String>,
+    pub price: Option<MoneyBody>,
+    #[serde(default)]
+    pub tiers: Vec<TierBody>,
+    pub per_user_limit: Option<i64>,
+    pub daily_limit_group: Option<String>,
+    /// `claim` or `first_login`.
+    pub trigger: Option<String>,
+    pub reservation_ttl_seconds: Option<i64>,
+    pub lock_ttl_seconds: Option<i64>,
+    pub redemptions_max: Option<i64>,
+    pub codes: Option<CodesSpecBody>,
+}
+
+impl CreateCampaignBody {
+    pub fn into_draft(self) -> CampaignDraft {
+        let codes = self.codes.unwrap_or_default();
+        CampaignDraft {
+            name: self.name,
+            message: self.message,
+            description: self.description,
+            terms: self.terms,
+            kind: self.kind,
+            supply: self.supply,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            voucher_expires_at: self.voucher_expires_at,
+            voucher_valid_for: self.voucher_valid_for,
+            price: self.price.map(|price| (price.amount, price.currency)),
+            tiers: self
+                .tiers
+                .into_iter()
+                .map(|tier| (tier.until_rank, tier.discount_percent))
+                .collect(),
+            per_user_limit: self.per_user_limit,
+            daily_limit_group: self.daily_limit_group,
+            trigger: self.trigger,
+            reservation_ttl_seconds: self.reservation_ttl_seconds,
+            lock_ttl_seconds: self.lock_ttl_seconds,
+            redemptions_max: self.redemptions_max,
+            code_pattern: codes.pattern,
+            codes_upload: codes.upload,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodesBody {
+    pub pattern: Option<String>,
+    pub upload: bool,
+    /// Codes (vouchers) made so far.
+    pub count: u32,
+}
+
+/// The price the next claim would get.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OfferBody {
+    pub rank: u32,
+    pub discount_percent: u8,
+    pub price: Option<MoneyBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignBody {
+    pub id: String,
+    pub name: String,
+    pub message: String,
+    pub description: String,
+    pub terms: String,
+    pub kind: String,
+    pub supply: Option<u32>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub voucher_expires_at: Option<String>,
+    pub voucher_valid_for: Option<String>,
+    pub price: Option<MoneyBody>,
+    pub tiers: Vec<TierBody>,
+    pub per_user_limit: u32,
+    pub daily_limit_group: Option<String>,
+    pub trigger: String,
+    pub reservation_ttl_seconds: i64,
+    pub lock_ttl_seconds: i64,
+    pub redemptions_max: u32,
+    pub codes: CodesBody,
+    /// `draft`, `live`, `paused` or `ended`.
+    pub state: String,
+    pub sold_out: bool,
+    /// Vouchers left; `null` for an unlimited supply.
+    pub remaining: Option<u64>,
+    pub current_offer: Option<OfferBody>,
+    pub created_at: String,
+    pub published_at: Option<String>,
+}
+
+impl CampaignBody {
+    pub fn new(view: &CampaignView, now: Timestamp) -> CampaignBody {
+        let spec = &view.record.spec;
+        let (voucher_expires_at, voucher_valid_for) = match spec.voucher_expiry {
+            VoucherExpiry::Never => (None, None),
+            VoucherExpiry::At(at) => (Some(time(at)), None),
+            VoucherExpiry::AfterIssue(valid_for) => (None, Some(format!("PT{}S", valid_for.as_secs()))),
+        };
+        // The next claim takes the lowest free rank; with nothing released
+        // that is one past the vouchers taken so far.
+        let current_offer = match view.remaining {
+            Some(0) => None,
+            Some(remaining) => Some(view.voucher_count.saturating_sub(remaining as u32) + 1),
+            None => Some(view.voucher_count + 1),
+        }
+        .map(|rank| offer_body(spec, rank));
+        CampaignBody {
+            id: view.record.id.to_string(),
+            name: spec.name.clone(),
+            message: spec.message.clone(),
+            description: spec.description.clone(),
+            terms: spec.terms.clone(),
+            kind: spec.kind.as_str().into(),
+            supply: spec.supply.limit(),
+            starts_at: optional_time(spec.starts_at),
+            ends_at: optional_time(spec.ends_at),
+            voucher_expires_at,
+            voucher_valid_for,
+            price: spec.price.map(MoneyBody::from),
+            tiers: spec
+                .tiers
+                .as_slice()
+                .iter()
+                .map(|tier| TierBody {
+                    until_rank: i64::from(tier.until_rank),
+                    discount_percent: i64::from(tier.discount_percent),
+                })
+                .collect(),
+            per_user_limit: spec.per_user_limit,
+            daily_limit_group: spec.daily_limit_group.as_ref().map(|group| group.as_str().into()),
+            trigger: spec.trigger.as_str().into(),
+            reservation_ttl_seconds: spec.reservation_ttl.as_secs(),
+            lock_ttl_seconds: spec.lock_ttl.as_secs(),
+            redemptions_max: spec.redemptions_max,
+            codes: CodesBody {
+                pattern: spec.code_pattern().map(|pattern| pattern.as_str().into()),
+                upload: spec.codes == CodeSource::Upload,
+                count: view.voucher_count,
+            },
+            state: view.status(now).as_str().into(),
+            sold_out: view.sold_out(),
+            remaining: view.remaining,
+            current_offer,
+            created_at: time(view.record.created_at),
+            published_at: optional_time(view.published_at),
+        }
+    }
+}
+
+fn offer_body(spec: &CampaignSpec, rank: u32) -> OfferBody {
+    let offer = spec.offer(rank);
+    OfferBody {
+        rank,
+        discount_percent: offer.discount_percent,
+        price: offer.price.map(MoneyBody::from),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignListBody {
+    pub campaigns: Vec<CampaignBody>,
+}
+
+/// A voucher as its holder sees it: the answer to a claim.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoucherBody {
+    pub voucher_id: String,
+    pub campaign_id: String,
+    pub user_id: Option<String>,
+    /// `reserved`, `issued`, `locked` or `redeemed`.
+    pub state: String,
+    pub rank: u32,
+    pub discount_percent: u8,
+    pub price: Option<MoneyBody>,
+    /// Null while the voucher is only reserved.
+    pub code: Option<String>,
+    pub expires_at: Option<String>,
+    pub reservation_id: Option<String>,
+    pub reserved_until: Option<String>,
+    pub locked_until: Option<String>,
+    pub redemptions: u32,
+    pub redemptions_max: u32,
+    pub claimed_at: Option<String>,
+}
+
+impl VoucherBody {
+    pub fn new(voucher: &VoucherRecord, spec: &CampaignSpec, now: Timestamp) -> VoucherBody {
+        let offer = spec.offer(voucher.rank);
+        let redemption = voucher.redemption();
+        let state = redemption.state_at(now);
+        let reserved = state == voucherd_core::voucher::VoucherState::Reserved;
+        let locked = state == voucherd_core::voucher::VoucherState::Locked;
+        VoucherBody {
+            voucher_id: voucher.id.to_string(),
+            campaign_id: voucher.campaign_id.to_string(),
+            user_id: voucher.user_id.as_ref().map(ToString::to_string),
+            state: state.as_str().into(),
+            rank: voucher.rank,
+            discount_percent: offer.discount_percent,
+            price: offer.price.map(MoneyBody::from),
+            code: (!reserved && voucher.user_id.is_some()).then(|| voucher.code.to_string()),
+            expires_at: optional_time(voucher.expires_at),
+            reservation_id: voucher
+                .reservation_id
+                .filter(|_| reserved)
+                .map(|id| id.to_string()),
+            reserved_until: optional_time(voucher.reserved_until),
+            locked_until: optional_time(voucher.locked_until.filter(|_| locked)),
+            redemptions: voucher.redemptions,
+            redemptions_max: voucher.redemptions_max,
+            claimed_at: optional_time(voucher.claimed_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoucherListBody {
+    pub vouchers: Vec<VoucherBody>,
+}
+
+/// One page of a campaign's vouchers, for the admin's export.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoucherPageBody {
+    pub vouchers: Vec<ExportedVoucherBody>,
+    /// Pass as `after_rank` for the next page; null on the last.
+    pub next_after_rank: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedVoucherBody {
+    pub rank: u32,
+    pub code: String,
+    pub state: String,
+    pub user_id: Option<String>,
+    pub claimed_at: Option<String>,
+    pub issued_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub redemptions: u32,
+}
+
+impl From<&VoucherRecord> for ExportedVoucherBody {
+    fn from(voucher: &VoucherRecord) -> ExportedVoucherBody {
+        ExportedVoucherBody {
+            rank: voucher.rank,
+            code: voucher.code.to_string(),
+            state: voucher.state.as_str().into(),
+            user_id: voucher.user_id.as_ref().map(ToString::to_string),
+            claimed_at: optional_time(voucher.claimed_at),
+            issued_at: optional_time(voucher.issued_at),
+            expires_at: optional_time(voucher.expires_at),
+            redemptions: voucher.redemptions,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VoucherPageQuery {
+    /// Vouchers with a rank above this; 0 for the first page.
+    pub after_rank: Option<u32>,
+    /// Page size, at most 10,000.
+    pub limit: Option<u32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Who a claim or a login is for. A customer token may leave it out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddCodesBody {
+    /// Codes to upload, 1 to 64 printable characters each.
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// How many codes to generate from the campaign's pattern.
+    #[serde(default)]
+    pub generate: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodesAddedBody {
+    pub added: u32,
+    /// Codes refused because the tenant already has them (or the upload
+    /// repeats them); never merged.
+    pub duplicates: Vec<String>,
+    pub count: u32,
+    pub supply: Option<u32>,
+}
+
+impl CodesAddedBody {
+    pub fn new(added: CodesAdded, supply: Option<u32>) -> CodesAddedBody {
+        CodesAddedBody {
+            added: added.added,
+            duplicates: added.duplicates.iter().map(ToString::to_string).collect(),
+            count: added.voucher_count,
+            supply,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginBody {
+    pub user_id: String,
+    /// Vouchers this login granted.
+    pub granted: Vec<VoucherBody>,
+    /// Vouchers of first_login campaigns the user already had.
+    pub held: Vec<VoucherBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierReportBody {
+    pub first_rank: u32,
+    pub last_rank: Option<u32>,
+    pub discount_percent: u8,
+    /// Every voucher of the tier issued to someone: issued, locked or
+    /// redeemed since.
+    pub issued: u64,
+    pub reserved: u64,
+    pub available: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecondBody {
+    pub at: String,
+    pub claims: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportBody {
+    pub campaign_id: String,
+    pub supply: Option<u32>,
+    pub available: u64,
+    pub reserved: u64,
+    /// Vouchers in state issued (neither locked nor redeemed).
+    pub issued: u64,
+    pub locked: u64,
+    pub redeemed: u64,
+    /// Issued, locked and redeemed together.
+    pub issued_total: u64,
+    pub by_tier: Vec<TierReportBody>,
+    /// Claims per second, oldest first, at most the last hour that saw any.
+    pub claims_per_second: Vec<SecondBody>,
+}
+
+impl From<&Report> for ReportBody {
+    fn from(report: &Report) -> ReportBody {
+        let StateCounts {
+            available,
+            reserved,
+            issued,
+            locked,
+            redeemed,
+        } = report.counts;
+        ReportBody {
+            campaign_id: report.campaign.record.id.to_string(),
+            supply: report.campaign.record.spec.supply.limit(),
+            available,
+            reserved,
+            issued,
+            locked,
+            redeemed,
+            issued_total: report.counts.held(),
+            by_tier: report
+                .tiers
+                .iter()
+                .map(|tier| TierReportBody {
+                    first_rank: tier.first_rank,
+                    last_rank: tier.last_rank,
+                    discount_percent: tier.discount_percent,
+                    issued: tier.counts.held(),
+                    reserved: tier.counts.reserved,
+                    available: tier.counts.available,
+                })
+                .collect(),
+            claims_per_second: report
+                .claims_per_second
+                .iter()
+                .map(|&(second, claims)| SecondBody {
+                    at: Timestamp::from_second(second).map(time).unwrap_or_default(),
+                    claims,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    pub status: String,
+}
