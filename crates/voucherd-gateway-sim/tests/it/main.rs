@@ -1,0 +1,3 @@
+//! The gateway simulator's integration tests.
+
+mod config;
