@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use voucherd_core::ids::{TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
-use voucherd_engine::tenants::TenantEntry;
 use voucherd_engine::model::Tenant;
+use voucherd_engine::tenants::TenantEntry;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -92,13 +92,19 @@ impl Principal {
     pub fn acting_user(&self, named: Option<&str>) -> Result<UserId, Problem> {
         match (self.role, &self.subject, named) {
             (Role::Customer, Some(subject), None) => Ok(subject.clone()),
-            (Role::Customer, Some(subject), Some(named)) if named == subject.as_str() => Ok(subject.clone()),
-            (Role::Customer, _, _) => Err(Problem::forbidden("a customer acts only for themselves")),
+            (Role::Customer, Some(subject), Some(named)) if named == subject.as_str() => {
+                Ok(subject.clone())
+            }
+            (Role::Customer, _, _) => {
+                Err(Problem::forbidden("a customer acts only for themselves"))
+            }
             (_, _, Some(named)) => Ok(UserId::parse(named)?),
-            (_, _, None) => Err(Problem::validation(voucherd_core::validation::Invalid::one(
-                "user_id",
-                "is required for a service or admin token",
-            ))),
+            (_, _, None) => Err(Problem::validation(
+                voucherd_core::validation::Invalid::one(
+                    "user_id",
+                    "is required for a service or admin token",
+                ),
+            )),
         }
     }
 
@@ -106,7 +112,9 @@ impl Principal {
     pub fn may_see(&self, user_id: &UserId) -> Result<(), Problem> {
         match (&self.role, &self.subject) {
             (Role::Customer, Some(subject)) if subject == user_id => Ok(()),
-            (Role::Customer, _) => Err(Problem::forbidden("a customer sees only their own vouchers")),
+            (Role::Customer, _) => Err(Problem::forbidden(
+                "a customer sees only their own vouchers",
+            )),
             _ => Ok(()),
         }
     }
@@ -130,7 +138,13 @@ impl Principal {
 }
 
 /// Mints a token for `tenant`, valid for `ttl` from `now`.
-pub fn mint(tenant: &Tenant, role: Role, subject: Option<&UserId>, now: Timestamp, ttl: SignedDuration) -> String {
+pub fn mint(
+    tenant: &Tenant,
+    role: Role,
+    subject: Option<&UserId>,
+    now: Timestamp,
+    ttl: SignedDuration,
+) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         iss: "voucherd".into(),
@@ -147,7 +161,11 @@ pub fn mint(tenant: &Tenant, role: Role, subject: Option<&UserId>, now: Timestam
 }
 
 fn sign(key: &[u8], input: &[u8]) -> Vec<u8> {
-    hmac_for(key).chain_update(input).finalize().into_bytes().to_vec()
+    hmac_for(key)
+        .chain_update(input)
+        .finalize()
+        .into_bytes()
+        .to_vec()
 }
 
 fn hmac_for(key: &[u8]) -> Hmac<Sha256> {
@@ -161,12 +179,14 @@ pub fn verify(
     tenant_of: impl Fn(TenantId) -> Option<Arc<TenantEntry>>,
     now: Timestamp,
 ) -> Result<Principal, Problem> {
-    let invalid = || Problem::unauthorized("the token is malformed or its signature does not match");
+    let invalid =
+        || Problem::unauthorized("the token is malformed or its signature does not match");
     if token.len() > TOKEN_LENGTH_MAX {
         return Err(invalid());
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid());
     };
@@ -190,9 +210,16 @@ pub fn verify(
     if claims.iat - CLOCK_SKEW_SECONDS > now_seconds {
         return Err(Problem::unauthorized("the token is not valid yet"));
     }
-    let subject = claims.sub.as_deref().map(UserId::parse).transpose().map_err(|_| invalid())?;
+    let subject = claims
+        .sub
+        .as_deref()
+        .map(UserId::parse)
+        .transpose()
+        .map_err(|_| invalid())?;
     if claims.role == Role::Customer && subject.is_none() {
-        return Err(Problem::unauthorized("a customer token must name its user in sub"));
+        return Err(Problem::unauthorized(
+            "a customer token must name its user in sub",
+        ));
     }
     Ok(Principal {
         tenant,
@@ -213,7 +240,11 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
 
 /// Middleware: authenticates the bearer token, applies the tenant's rate
 /// limit, and leaves the [`Principal`] for the handlers.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -247,7 +278,9 @@ mod tests {
 
     fn tenant(key: u8) -> Arc<TenantEntry> {
         Arc::new(TenantEntry::new(Tenant {
-            id: format!("00000000-0000-4000-8000-0000000000{key:02x}").parse().unwrap(),
+            id: format!("00000000-0000-4000-8000-0000000000{key:02x}")
+                .parse()
+                .unwrap(),
             name: "test".into(),
             signing_key: vec![key; 32],
             time_zone: "UTC".into(),
@@ -266,13 +299,19 @@ mod tests {
         let user = UserId::parse("u-1").unwrap();
         let token = mint(&one.tenant, Role::Customer, Some(&user), now, HOUR);
         let principal = verify(&token, lookup, now).unwrap();
-        assert_eq!((principal.role, principal.subject), (Role::Customer, Some(user)));
+        assert_eq!(
+            (principal.role, principal.subject),
+            (Role::Customer, Some(user))
+        );
 
         let mut tampered = token.clone().into_bytes();
         let middle = token.find('.').unwrap() + 5;
         tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
         assert!(verify(std::str::from_utf8(&tampered).unwrap(), lookup, now).is_err());
-        assert!(verify(&token, lookup, now.checked_add(HOUR * 2).unwrap()).is_err(), "expired");
+        assert!(
+            verify(&token, lookup, now.checked_add(HOUR * 2).unwrap()).is_err(),
+            "expired"
+        );
         assert!(verify("a.b", lookup, now).is_err());
 
         let other = tenant(2);
@@ -288,7 +327,10 @@ mod tests {
             now,
             HOUR,
         );
-        assert!(verify(&forged, lookup, now).is_err(), "signed with another key");
+        assert!(
+            verify(&forged, lookup, now).is_err(),
+            "signed with another key"
+        );
     }
 
     #[test]
@@ -297,7 +339,10 @@ mod tests {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let token = mint(&one.tenant, Role::Admin, None, now, HOUR);
         let payload = token.split('.').nth(1).unwrap();
-        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
+        let none = format!(
+            "{}.{payload}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#)
+        );
         assert!(verify(&none, |_| Some(one.clone()), now).is_err());
     }
 }

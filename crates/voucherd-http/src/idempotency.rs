@@ -69,7 +69,11 @@ pub struct IdempotencyState {
     pub body_bytes_max: usize,
 }
 
-pub async fn idempotency(State(state): State<IdempotencyState>, request: Request, next: Next) -> Response {
+pub async fn idempotency(
+    State(state): State<IdempotencyState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if !matches!(*request.method(), Method::POST | Method::DELETE) {
         return next.run(request).await;
     }
@@ -145,7 +149,10 @@ pub async fn idempotency(State(state): State<IdempotencyState>, request: Request
         Ok(_) => Response::from_parts(parts, Body::from(body)),
         Err(error) => {
             // The request did its work; only its replay is lost.
-            tracing::warn!(error = &error as &dyn std::error::Error, "keeping an idempotent response failed");
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "keeping an idempotent response failed"
+            );
             Response::from_parts(parts, Body::from(body))
         }
     }

@@ -34,7 +34,9 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> HttpMetrics {
         let metrics = HttpMetrics {
             requests: Family::default(),
-            seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 16))),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+            }),
         };
         registry.register(
             "voucherd_http_requests",
@@ -62,7 +64,9 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     let elapsed = started.elapsed();
     metrics
         .seconds
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(elapsed.as_secs_f64());
     if response.status().is_server_error() {
         tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
@@ -71,7 +75,11 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     }
     metrics
         .requests
-        .get_or_create(&RequestLabels { method, route, status })
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status,
+        })
         .inc();
     response
 }

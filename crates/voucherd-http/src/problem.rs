@@ -42,7 +42,12 @@ pub struct FieldErrorBody {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
         Problem {
             status,
             kind,
@@ -85,15 +90,30 @@ impl Problem {
     }
 
     pub fn malformed(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed", "The request body is not valid JSON", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "The request body is not valid JSON",
+            detail,
+        )
     }
 
     pub fn not_found(what: &str) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no such {what}"))
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("no such {what}"),
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Problem {
@@ -158,7 +178,10 @@ impl From<EngineError> for Problem {
             }
             EngineError::Overloaded => Problem::overloaded(),
             EngineError::Unavailable(error) => {
-                tracing::warn!(error = &error as &dyn std::error::Error, "the store is unavailable");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "the store is unavailable"
+                );
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

@@ -19,7 +19,9 @@ fn optional_time(timestamp: Option<Timestamp>) -> Option<String> {
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
@@ -175,7 +177,9 @@ impl CampaignBody {
         let (voucher_expires_at, voucher_valid_for) = match spec.voucher_expiry {
             VoucherExpiry::Never => (None, None),
             VoucherExpiry::At(at) => (Some(time(at)), None),
-            VoucherExpiry::AfterIssue(valid_for) => (None, Some(format!("PT{}S", valid_for.as_secs()))),
+            VoucherExpiry::AfterIssue(valid_for) => {
+                (None, Some(format!("PT{}S", valid_for.as_secs())))
+            }
         };
         // The next claim takes the lowest free rank; with nothing released
         // that is one past the vouchers taken so far.
@@ -208,7 +212,10 @@ impl CampaignBody {
                 })
                 .collect(),
             per_user_limit: spec.per_user_limit,
-            daily_limit_group: spec.daily_limit_group.as_ref().map(|group| group.as_str().into()),
+            daily_limit_group: spec
+                .daily_limit_group
+                .as_ref()
+                .map(|group| group.as_str().into()),
             trigger: spec.trigger.as_str().into(),
             reservation_ttl_seconds: spec.reservation_ttl.as_secs(),
             lock_ttl_seconds: spec.lock_ttl.as_secs(),

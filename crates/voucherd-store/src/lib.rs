@@ -7,12 +7,15 @@
 //!   whatever work has queued up in one transaction and one fsync, and a
 //!   small pool of reader connections.
 //! - [`model`] holds the records and the outcomes of the operations.
+//! - [`faults`] wraps any store to inject outages and count calls, for
+//!   tests of the layers above.
 //!
 //! The schema of each backend makes oversell, a rank issued twice and a user
 //! over their limit impossible even if the engine above had a bug: vouchers
 //! are rows made before they are claimed, one per rank, and a user's holdings
 //! are numbered `1..=per_user_limit` under a unique constraint.
 
+pub mod faults;
 pub mod model;
 pub mod sqlite;
 

@@ -1,1 +1,74 @@
-fn main() {}
+//! The `voucherd` binary: parses the command line and runs one command.
+//!
+//! - `serve` ([`serve`]) runs the service; with no command, it serves the
+//!   demo on the embedded store.
+//! - `migrate`, `token` and `tenant` ([`storage`], [`tenancy`]) act on the
+//!   store and exit.
+//! - `gateway-sim` serves the payment gateway simulator.
+
+mod cli;
+mod demo;
+mod serve;
+mod storage;
+mod tenancy;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, GatewaySimArgs, LogFormat, ServeArgs, TenantCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            None => serve::serve(ServeArgs::with_defaults(true)).await,
+            Some(Command::Serve(args)) => serve::serve(args).await,
+            Some(Command::Migrate(args)) => storage::migrate(&args),
+            Some(Command::Token(args)) => tenancy::print_token(args).await,
+            Some(Command::Tenant(TenantCommand::Create(args))) => {
+                tenancy::create_tenant(args).await
+            }
+            Some(Command::GatewaySim(args)) => gateway_sim(args).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn gateway_sim(args: GatewaySimArgs) -> anyhow::Result<()> {
+    use voucherd_gateway_sim::config::{
+        parse_latency_ms, parse_probability, parse_rate_per_second,
+    };
+    let config = voucherd_gateway_sim::SimulatorConfig {
+        rate_per_second: parse_rate_per_second(&args.rate)?,
+        latency_ms: parse_latency_ms(&args.latency_ms)?,
+        decline_rate: parse_probability(&args.decline_rate)?,
+        timeout_rate: parse_probability(&args.timeout_rate)?,
+        seed: args.seed,
+        ..voucherd_gateway_sim::SimulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "gateway simulator listening on http://{}",
+        listener.local_addr()?
+    );
+    voucherd_gateway_sim::serve(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,11 +1,11 @@
 //! Campaign administration: create, codes, lifecycle, report, export; and
 //! the campaign reads every role may make.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::CampaignId;
 use voucherd_core::validation::{Collector, Invalid};
@@ -15,8 +15,8 @@ use crate::auth::Principal;
 use crate::extract::{ApiJson, content_type, parse_json, read_body};
 use crate::problem::{Problem, ProblemBody};
 use crate::wire::{
-    AddCodesBody, CampaignBody, CampaignListBody, CodesAddedBody, CreateCampaignBody, ExportedVoucherBody,
-    ReportBody, VoucherPageBody, VoucherPageQuery,
+    AddCodesBody, CampaignBody, CampaignListBody, CodesAddedBody, CreateCampaignBody,
+    ExportedVoucherBody, ReportBody, VoucherPageBody, VoucherPageQuery,
 };
 
 /// Voucher pages are at most this long.
@@ -44,8 +44,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CampaignBody>), Problem> {
     principal.require_admin()?;
     let spec = body.into_draft().validate()?;
-    let view = state.engine.create_campaign(principal.tenant_id(), spec).await?;
-    Ok((StatusCode::CREATED, Json(CampaignBody::new(&view, state.engine.now()))))
+    let view = state
+        .engine
+        .create_campaign(principal.tenant_id(), spec)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CampaignBody::new(&view, state.engine.now())),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns",
@@ -70,7 +76,10 @@ pub async fn list(
     responses((status = 200, description = "Campaigns claimable now, with what is left and the current price",
         body = CampaignListBody)),
     security(("bearer" = [])))]
-pub async fn live(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Json<CampaignListBody> {
+pub async fn live(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<CampaignListBody> {
     let now = state.engine.now();
     let campaigns = state
         .engine
@@ -93,7 +102,9 @@ pub async fn get(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<CampaignBody>, Problem> {
-    let view = state.engine.campaign(principal.tenant_id(), campaign_id(&id)?)?;
+    let view = state
+        .engine
+        .campaign(principal.tenant_id(), campaign_id(&id)?)?;
     Ok(Json(CampaignBody::new(&view, state.engine.now())))
 }
 
@@ -118,7 +129,8 @@ pub async fn add_codes(
     principal.require_admin()?;
     let id = campaign_id(&id)?;
     let is_csv = content_type(&request).is_some_and(|media| media.eq_ignore_ascii_case("text/csv"));
-    let is_json = content_type(&request).is_some_and(|media| media.eq_ignore_ascii_case("application/json"));
+    let is_json =
+        content_type(&request).is_some_and(|media| media.eq_ignore_ascii_case("application/json"));
     if !is_csv && !is_json {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,22 +153,42 @@ pub async fn add_codes(
         .engine
         .add_codes(principal.tenant_id(), id, codes, body.generate)
         .await?;
-    let supply = state.engine.campaign(principal.tenant_id(), id)?.record.spec.supply.limit();
+    let supply = state
+        .engine
+        .campaign(principal.tenant_id(), id)?
+        .record
+        .spec
+        .supply
+        .limit();
     Ok(Json(CodesAddedBody::new(added, supply)))
 }
 
 /// The first column of every non-empty line, without a `code` header.
 fn csv_codes(bytes: &[u8]) -> Result<Vec<String>, Problem> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Problem::malformed("the CSV is not UTF-8"))?;
-    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty()).peekable();
-    if lines
-        .peek()
-        .is_some_and(|first| first.split(',').next().is_some_and(|cell| cell.trim_matches('"').eq_ignore_ascii_case("code")))
-    {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| Problem::malformed("the CSV is not UTF-8"))?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .peekable();
+    if lines.peek().is_some_and(|first| {
+        first
+            .split(',')
+            .next()
+            .is_some_and(|cell| cell.trim_matches('"').eq_ignore_ascii_case("code"))
+    }) {
         lines.next();
     }
     Ok(lines
-        .map(|line| line.split(',').next().unwrap_or("").trim().trim_matches('"').to_owned())
+        .map(|line| {
+            line.split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        })
         .collect())
 }
 
@@ -179,7 +211,10 @@ fn parse_codes(texts: &[String]) -> Result<Vec<VoucherCode>, Problem> {
     if rejected > CODE_ERRORS_MAX {
         collector.reject(
             "codes",
-            format!("{} more invalid codes are not listed", rejected - CODE_ERRORS_MAX),
+            format!(
+                "{} more invalid codes are not listed",
+                rejected - CODE_ERRORS_MAX
+            ),
         );
     }
     collector.finish(|| codes).map_err(Problem::validation)
@@ -207,10 +242,24 @@ macro_rules! lifecycle_route {
     };
 }
 
-lifecycle_route!(publish, "/v1/campaigns/{id}/publish", publish,
-    "Makes a draft live, generating the codes still missing when the campaign has a pattern.");
-lifecycle_route!(pause, "/v1/campaigns/{id}/pause", pause, "Stops claims until resumed.");
-lifecycle_route!(resume, "/v1/campaigns/{id}/resume", resume, "Lets a paused campaign be claimed again.");
+lifecycle_route!(
+    publish,
+    "/v1/campaigns/{id}/publish",
+    publish,
+    "Makes a draft live, generating the codes still missing when the campaign has a pattern."
+);
+lifecycle_route!(
+    pause,
+    "/v1/campaigns/{id}/pause",
+    pause,
+    "Stops claims until resumed."
+);
+lifecycle_route!(
+    resume,
+    "/v1/campaigns/{id}/resume",
+    resume,
+    "Lets a paused campaign be claimed again."
+);
 
 #[utoipa::path(get, path = "/v1/campaigns/{id}/report", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id")),
@@ -222,7 +271,10 @@ pub async fn report(
     Path(id): Path<String>,
 ) -> Result<Json<ReportBody>, Problem> {
     principal.require_admin()?;
-    let report = state.engine.report(principal.tenant_id(), campaign_id(&id)?).await?;
+    let report = state
+        .engine
+        .report(principal.tenant_id(), campaign_id(&id)?)
+        .await?;
     Ok(Json(ReportBody::from(&report)))
 }
 
@@ -243,29 +295,42 @@ pub async fn vouchers(
     principal.require_admin()?;
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=VOUCHER_PAGE_MAX).contains(&limit) {
-        return Err(Invalid::one("limit", format!("must be between 1 and {VOUCHER_PAGE_MAX}")).into());
+        return Err(
+            Invalid::one("limit", format!("must be between 1 and {VOUCHER_PAGE_MAX}")).into(),
+        );
     }
     let vouchers = state
         .engine
-        .vouchers_page(principal.tenant_id(), campaign_id(&id)?, query.after_rank.unwrap_or(0), limit)
+        .vouchers_page(
+            principal.tenant_id(),
+            campaign_id(&id)?,
+            query.after_rank.unwrap_or(0),
+            limit,
+        )
         .await?;
     let next_after_rank = (vouchers.len() == limit as usize)
         .then(|| vouchers.last().map(|voucher| voucher.rank))
         .flatten();
-    let exported: Vec<ExportedVoucherBody> = vouchers.iter().map(ExportedVoucherBody::from).collect();
+    let exported: Vec<ExportedVoucherBody> =
+        vouchers.iter().map(ExportedVoucherBody::from).collect();
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(VoucherPageBody {
             vouchers: exported,
             next_after_rank,
         })
         .into_response()),
-        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&exported)).into_response()),
+        Some("csv") => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&exported),
+        )
+            .into_response()),
         Some(_) => Err(Invalid::one("format", "must be json or csv").into()),
     }
 }
 
 fn to_csv(vouchers: &[ExportedVoucherBody]) -> String {
-    let mut csv = String::from("rank,code,state,user_id,claimed_at,issued_at,expires_at,redemptions\n");
+    let mut csv =
+        String::from("rank,code,state,user_id,claimed_at,issued_at,expires_at,redemptions\n");
     for voucher in vouchers {
         let cell = |value: &Option<String>| value.as_deref().map(csv_cell).unwrap_or_default();
         csv.push_str(&format!(

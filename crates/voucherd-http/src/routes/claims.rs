@@ -16,15 +16,30 @@ use crate::wire::{LoginBody, UserBody, VoucherBody};
 
 pub(crate) fn refusal_problem(refusal: Refusal) -> Problem {
     match refusal {
-        Refusal::SoldOut => Problem::new(StatusCode::GONE, "sold-out", "Sold out", "every voucher has been claimed"),
+        Refusal::SoldOut => Problem::new(
+            StatusCode::GONE,
+            "sold-out",
+            "Sold out",
+            "every voucher has been claimed",
+        ),
         Refusal::NotStarted => Problem::new(
             StatusCode::FORBIDDEN,
             "not-started",
             "Not started",
             "the campaign is not claimable yet",
         ),
-        Refusal::Ended => Problem::new(StatusCode::FORBIDDEN, "ended", "Ended", "the campaign has ended"),
-        Refusal::Paused => Problem::new(StatusCode::FORBIDDEN, "paused", "Paused", "the campaign is paused"),
+        Refusal::Ended => Problem::new(
+            StatusCode::FORBIDDEN,
+            "ended",
+            "Ended",
+            "the campaign has ended",
+        ),
+        Refusal::Paused => Problem::new(
+            StatusCode::FORBIDDEN,
+            "paused",
+            "Paused",
+            "the campaign is paused",
+        ),
         Refusal::DailyLimitReached => Problem::new(
             StatusCode::CONFLICT,
             "daily-limit-reached",
@@ -54,14 +69,19 @@ pub async fn claim(
 ) -> Result<Response, Problem> {
     let user_id = principal.acting_user(body.user_id.as_deref())?;
     let campaign_id = campaign_id(&id)?;
-    let answer = state.engine.claim(principal.tenant_id(), campaign_id, user_id).await?;
+    let answer = state
+        .engine
+        .claim(principal.tenant_id(), campaign_id, user_id)
+        .await?;
     let view = state.engine.campaign(principal.tenant_id(), campaign_id)?;
     let spec = &view.record.spec;
     let now = state.engine.now();
     match answer {
-        ClaimAnswer::Claimed(voucher) => {
-            Ok((StatusCode::CREATED, Json(VoucherBody::new(&voucher, spec, now))).into_response())
-        }
+        ClaimAnswer::Claimed(voucher) => Ok((
+            StatusCode::CREATED,
+            Json(VoucherBody::new(&voucher, spec, now)),
+        )
+            .into_response()),
         ClaimAnswer::AlreadyHeld(voucher) => {
             Ok((StatusCode::OK, Json(VoucherBody::new(&voucher, spec, now))).into_response())
         }
@@ -83,7 +103,10 @@ pub async fn login(
     OptionalJson(body): OptionalJson<UserBody>,
 ) -> Result<Json<LoginBody>, Problem> {
     let user_id = principal.acting_user(body.user_id.as_deref())?;
-    let answers = state.engine.login(principal.tenant_id(), user_id.clone()).await?;
+    let answers = state
+        .engine
+        .login(principal.tenant_id(), user_id.clone())
+        .await?;
     let now = state.engine.now();
     let mut login = LoginBody {
         user_id: user_id.to_string(),

@@ -12,7 +12,9 @@ use crate::wire::HealthBody;
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up", body = HealthBody)))]
 pub async fn healthz() -> Json<HealthBody> {
-    Json(HealthBody { status: "ok".into() })
+    Json(HealthBody {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
@@ -22,7 +24,9 @@ pub async fn healthz() -> Json<HealthBody> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthBody>, Problem> {
     state.engine.ready().await?;
-    Ok(Json(HealthBody { status: "ready".into() }))
+    Ok(Json(HealthBody {
+        status: "ready".into(),
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -34,7 +38,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()

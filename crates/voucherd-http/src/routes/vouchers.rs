@@ -29,7 +29,10 @@ pub async fn of_user(
 ) -> Result<Json<VoucherListBody>, Problem> {
     let user_id = UserId::parse(&user_id)?;
     principal.may_see(&user_id)?;
-    let vouchers = state.engine.vouchers_of_user(principal.tenant_id(), &user_id).await?;
+    let vouchers = state
+        .engine
+        .vouchers_of_user(principal.tenant_id(), &user_id)
+        .await?;
     let now = state.engine.now();
     let vouchers = vouchers
         .iter()
@@ -43,21 +46,36 @@ pub async fn of_user(
 
 fn refusal_problem(refusal: VoucherRefusal) -> Problem {
     let (status, kind, title, detail) = match refusal {
-        VoucherRefusal::NotIssued => (StatusCode::CONFLICT, "not-issued", "Not issued", "the voucher is not issued yet"),
+        VoucherRefusal::NotIssued => (
+            StatusCode::CONFLICT,
+            "not-issued",
+            "Not issued",
+            "the voucher is not issued yet",
+        ),
         VoucherRefusal::Locked => (
             StatusCode::CONFLICT,
             "locked",
             "Locked",
             "another checkout holds this voucher's lock",
         ),
-        VoucherRefusal::NotLocked => (StatusCode::CONFLICT, "not-locked", "Not locked", "the voucher holds no live lock"),
+        VoucherRefusal::NotLocked => (
+            StatusCode::CONFLICT,
+            "not-locked",
+            "Not locked",
+            "the voucher holds no live lock",
+        ),
         VoucherRefusal::AlreadyRedeemed => (
             StatusCode::CONFLICT,
             "already-redeemed",
             "Already redeemed",
             "the voucher has no redemptions left",
         ),
-        VoucherRefusal::Expired => (StatusCode::GONE, "voucher-expired", "Voucher expired", "the voucher has expired"),
+        VoucherRefusal::Expired => (
+            StatusCode::GONE,
+            "voucher-expired",
+            "Voucher expired",
+            "the voucher has expired",
+        ),
         VoucherRefusal::LockRequired => (
             StatusCode::CONFLICT,
             "lock-required",
@@ -85,7 +103,11 @@ async fn act(
                 .engine
                 .campaign_spec(voucher.campaign_id)
                 .ok_or_else(|| Problem::not_found("campaign"))?;
-            Ok(Json(VoucherBody::new(&voucher, &view.record.spec, state.engine.now())))
+            Ok(Json(VoucherBody::new(
+                &voucher,
+                &view.record.spec,
+                state.engine.now(),
+            )))
         }
         VoucherOutcome::Refused(refusal, _) => Err(refusal_problem(refusal)),
         VoucherOutcome::NotFound => Err(Problem::not_found("voucher")),
@@ -113,8 +135,21 @@ macro_rules! voucher_route {
     };
 }
 
-voucher_route!(lock, "/v1/vouchers/{code}/lock", VoucherAction::Lock,
-    "Holds the voucher for a checkout for the campaign's lock_ttl_seconds; a lock past its time is free to take.");
-voucher_route!(unlock, "/v1/vouchers/{code}/unlock", VoucherAction::Unlock, "Releases a live lock.");
-voucher_route!(redeem, "/v1/vouchers/{code}/redeem", VoucherAction::Redeem,
-    "Uses the voucher once: under a lock, or without one for a single-use voucher.");
+voucher_route!(
+    lock,
+    "/v1/vouchers/{code}/lock",
+    VoucherAction::Lock,
+    "Holds the voucher for a checkout for the campaign's lock_ttl_seconds; a lock past its time is free to take."
+);
+voucher_route!(
+    unlock,
+    "/v1/vouchers/{code}/unlock",
+    VoucherAction::Unlock,
+    "Releases a live lock."
+);
+voucher_route!(
+    redeem,
+    "/v1/vouchers/{code}/redeem",
+    VoucherAction::Redeem,
+    "Uses the voucher once: under a lock, or without one for a single-use voucher."
+);

@@ -27,3 +27,30 @@ impl SqliteFixture {
 }
 
 crate::conformance_suite!(SqliteFixture::new());
+
+/// The fault-injecting wrapper, with no fault set, is a store like any
+/// other.
+mod through_the_fault_wrapper {
+    use std::sync::Arc;
+
+    use voucherd_store::Store;
+    use voucherd_store::faults::FaultyStore;
+
+    pub struct WrappedFixture {
+        inner: super::SqliteFixture,
+    }
+
+    impl WrappedFixture {
+        pub async fn new() -> WrappedFixture {
+            WrappedFixture {
+                inner: super::SqliteFixture::new().await,
+            }
+        }
+
+        pub fn store(&self) -> Arc<dyn Store> {
+            Arc::new(FaultyStore::new(self.inner.store()))
+        }
+    }
+
+    crate::conformance_suite!(WrappedFixture::new());
+}

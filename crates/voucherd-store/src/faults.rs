@@ -1,0 +1,210 @@
+//! A store wrapper that injects faults and counts what reaches the store:
+//! tests use it to take the database away, to hold claim batches in
+//! flight, and to prove that an answer came from memory. With no fault set
+//! it passes the conformance suite like any backend.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::Lifecycle;
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+
+use crate::model::{
+    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
+    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
+};
+use crate::{Store, StoreError, StoreResult};
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    unavailable: AtomicBool,
+    claim_batches: AtomicU64,
+    claim_gate: Mutex<Option<Arc<Semaphore>>>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> FaultyStore {
+        FaultyStore {
+            inner,
+            unavailable: AtomicBool::new(false),
+            claim_batches: AtomicU64::new(0),
+            claim_gate: Mutex::new(None),
+        }
+    }
+
+    /// While set, every operation fails as if the database were down.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Claim batches that reached the store.
+    pub fn claim_batches(&self) -> u64 {
+        self.claim_batches.load(Ordering::SeqCst)
+    }
+
+    /// Makes claim batches wait until the returned gate is opened.
+    pub fn hold_claims(&self) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        *self
+            .claim_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(gate.clone());
+        gate
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(
+                "injected: the database is down".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.check()?;
+        self.inner.ping().await
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        self.check()?;
+        self.inner.insert_tenant(tenant).await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.check()?;
+        self.inner.tenants().await
+    }
+
+    async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
+        self.check()?;
+        self.inner.insert_campaign(campaign).await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>> {
+        self.check()?;
+        self.inner.campaign(id).await
+    }
+
+    async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
+        self.check()?;
+        self.inner.campaigns().await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+    ) -> StoreResult<AddCodesOutcome> {
+        self.check()?;
+        self.inner.add_codes(campaign_id, codes).await
+    }
+
+    async fn change_lifecycle(
+        &self,
+        campaign_id: CampaignId,
+        from: Lifecycle,
+        to: Lifecycle,
+        now: Timestamp,
+    ) -> StoreResult<LifecycleOutcome> {
+        self.check()?;
+        self.inner
+            .change_lifecycle(campaign_id, from, to, now)
+            .await
+    }
+
+    async fn claim_batch(
+        &self,
+        claims: Vec<ClaimRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StoreResult<ClaimOutcome>>> {
+        self.claim_batches.fetch_add(1, Ordering::SeqCst);
+        let gate = self
+            .claim_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(gate) = gate {
+            let _permit = gate.acquire().await.map_err(|_| StoreError::Closed)?;
+        }
+        self.check()?;
+        self.inner.claim_batch(claims, now).await
+    }
+
+    async fn vouchers_of_user(
+        &self,
+        tenant_id: TenantId,
+        user_id: &UserId,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        self.check()?;
+        self.inner.vouchers_of_user(tenant_id, user_id).await
+    }
+
+    async fn vouchers_page(
+        &self,
+        campaign_id: CampaignId,
+        after_rank: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        self.check()?;
+        self.inner
+            .vouchers_page(campaign_id, after_rank, limit)
+            .await
+    }
+
+    async fn act_on_voucher(
+        &self,
+        target: &VoucherTarget,
+        action: VoucherAction,
+        now: Timestamp,
+    ) -> StoreResult<VoucherOutcome> {
+        self.check()?;
+        self.inner.act_on_voucher(target, action, now).await
+    }
+
+    async fn expire_locks(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.check()?;
+        self.inner.expire_locks(now, limit).await
+    }
+
+    async fn campaign_counts(
+        &self,
+        campaign_id: CampaignId,
+        rank_ranges: &[(u32, u32)],
+    ) -> StoreResult<CampaignCounts> {
+        self.check()?;
+        self.inner.campaign_counts(campaign_id, rank_ranges).await
+    }
+
+    async fn stored_response(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> StoreResult<Option<StoredResponse>> {
+        self.check()?;
+        self.inner.stored_response(scope).await
+    }
+
+    async fn store_response(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> StoreResult<StoredResponse> {
+        self.check()?;
+        self.inner.store_response(scope, response).await
+    }
+
+    async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.check()?;
+        self.inner.forget_responses(before, limit).await
+    }
+}

@@ -1,0 +1,154 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "voucherd",
+    version,
+    about = "A burst-proof voucher and coupon engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `text` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VOUCHERD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default, with a demo campaign, when no command is given).
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(StoreArgs),
+    /// Print a token for a tenant (the development tenant by default).
+    Token(TokenArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Serve a payment gateway simulator.
+    GatewaySim(GatewaySimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where the embedded SQLite database lives.
+    #[arg(long, default_value = "./voucherd-data", env = "VOUCHERD_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, default_value = "127.0.0.1:8080", env = "VOUCHERD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Create a live demo coupon when the tenant has no campaigns yet.
+    #[arg(long)]
+    pub demo: bool,
+    /// Claims waiting for a batch; past this, claims are answered 503.
+    #[arg(long, default_value_t = 8_192)]
+    pub claim_queue_max: usize,
+    /// Claims decided in one transaction at most.
+    #[arg(long, default_value_t = 512)]
+    pub claim_batch_max: usize,
+    /// How long a batch that is not full waits for more claims.
+    #[arg(long, default_value_t = 200)]
+    pub claim_batch_linger_us: u64,
+    /// Requests served at once; past this, requests are answered 503.
+    #[arg(long, default_value_t = 8_192)]
+    pub requests_in_flight_max: usize,
+    /// How often expired locks are swept.
+    #[arg(long, default_value_t = 1_000)]
+    pub sweep_period_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn with_defaults(demo: bool) -> ServeArgs {
+        let mut args = ServeArgs::parse_from_defaults();
+        args.demo = demo;
+        args
+    }
+
+    fn parse_from_defaults() -> ServeArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Wrapper::parse_from(["voucherd"]).serve
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Service,
+    Customer,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The customer's user id (required for --role customer).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The tenant id; the development tenant when left out.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// How long the token is valid.
+    #[arg(long, default_value_t = 720)]
+    pub ttl_hours: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id and an admin token.
+    Create(TenantCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long)]
+    pub name: String,
+    /// IANA time zone whose calendar days daily limits count.
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
+    /// Requests per second across the tenant's tokens.
+    #[arg(long)]
+    pub rate_limit_per_second: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewaySimArgs {
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    pub listen: SocketAddr,
+    /// Charges accepted per second; more are answered 429.
+    #[arg(long, default_value = "100")]
+    pub rate: String,
+    /// Latency of each charge, e.g. 20..200.
+    #[arg(long, default_value = "20..200")]
+    pub latency_ms: String,
+    #[arg(long, default_value = "0.02")]
+    pub decline_rate: String,
+    #[arg(long, default_value = "0.005")]
+    pub timeout_rate: String,
+    /// Makes declines, timeouts and latencies reproducible.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}

@@ -1,0 +1,127 @@
+//! `voucherd serve`: the store, the engine, the workers and the HTTP server,
+//! and their orderly shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_engine::clock::SystemClock;
+use voucherd_engine::sweeper::run_sweeper;
+use voucherd_engine::{ClaimLimits, Engine, EngineConfig};
+use voucherd_http::HttpConfig;
+use voucherd_http::auth::{Role, mint};
+
+use crate::cli::ServeArgs;
+use crate::demo::ensure_demo_campaign;
+use crate::storage::{DATABASE_FILE, open_store};
+use crate::tenancy::ensure_development_tenant;
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store)?;
+    let development = ensure_development_tenant(&*store).await?;
+    let config = EngineConfig {
+        claims: ClaimLimits {
+            claim_queue_max: args.claim_queue_max,
+            claim_batch_max: args.claim_batch_max,
+            claim_batch_linger: Duration::from_micros(args.claim_batch_linger_us),
+            ..ClaimLimits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut registry = Registry::default();
+    let engine = Engine::start(store, Arc::new(SystemClock), config, &mut registry)
+        .await
+        .context("starting the engine")?;
+    let demo = match args.demo {
+        true => Some(ensure_demo_campaign(&engine, development.id).await?),
+        false => None,
+    };
+    let http = HttpConfig {
+        requests_in_flight_max: args.requests_in_flight_max,
+        ..HttpConfig::default()
+    };
+    let router = voucherd_http::router(engine.clone(), registry, &http);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+
+    let (stop, stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(run_sweeper(
+        engine.clone(),
+        Duration::from_millis(args.sweep_period_ms.max(10)),
+        wait_for(stopped),
+    ));
+
+    let now = Timestamp::now();
+    let ttl = SignedDuration::from_hours(720);
+    let admin = mint(&development, Role::Admin, None, now, ttl);
+    let service = mint(&development, Role::Service, None, now, ttl);
+    println!("voucherd listening on http://{address}");
+    println!(
+        "database {}",
+        args.store.data_dir.join(DATABASE_FILE).display()
+    );
+    println!("development tenant {}", development.id);
+    println!("export VOUCHERD_ADMIN_TOKEN={admin}");
+    println!("export VOUCHERD_SERVICE_TOKEN={service}");
+    if let Some(demo) = demo {
+        let id = demo.record.id;
+        let bearer = "-H \"Authorization: Bearer $VOUCHERD_SERVICE_TOKEN\"";
+        println!("# paste the two exports above, then try the demo coupon:");
+        println!("curl -s http://{address}/v1/campaigns/live {bearer}");
+        println!(
+            "curl -s -X POST http://{address}/v1/campaigns/{id}/claims {bearer} -H 'Content-Type: application/json' -d '{{\"user_id\": \"alice\"}}'"
+        );
+        println!(
+            "curl -s http://{address}/v1/campaigns/{id}/report -H \"Authorization: Bearer $VOUCHERD_ADMIN_TOKEN\""
+        );
+        println!("curl -s http://{address}/openapi.json   # the whole API");
+    }
+
+    let listener = listener.tap_io(|stream| {
+        // Claims are small requests answered after a commit; Nagle's
+        // algorithm would only add latency to them.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "setting TCP_NODELAY failed");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    // Every request has been answered, so every batch it waited for has
+    // committed; the workers can stop.
+    let _ = stop.send(true);
+    let _ = sweeper.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// SIGINT or SIGTERM: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,123 @@
+//! Tenants from the command line: the development tenant made on first
+//! start, `voucherd tenant create`, and `voucherd token`.
+
+use anyhow::{Context, bail};
+use voucherd_core::ids::{TenantId, UserId};
+use voucherd_core::{SignedDuration, TimeZone, Timestamp};
+use voucherd_http::auth::{Role, mint};
+use voucherd_store::Store;
+use voucherd_store::model::Tenant;
+
+use crate::cli::{RoleArg, TenantCreateArgs, TokenArgs};
+use crate::storage::open_store;
+
+pub const DEVELOPMENT_TENANT: &str = "development";
+/// Signing keys are 256 random bits, the size of HS256's hash.
+const SIGNING_KEY_BYTES: usize = 32;
+
+pub fn new_tenant(
+    name: &str,
+    time_zone: &str,
+    rate_limit_per_second: Option<u32>,
+) -> anyhow::Result<Tenant> {
+    TimeZone::get(time_zone).with_context(|| format!("unknown time zone {time_zone:?}"))?;
+    let mut signing_key = vec![0; SIGNING_KEY_BYTES];
+    getrandom::fill(&mut signing_key)
+        .map_err(|error| anyhow::anyhow!("drawing a signing key: {error}"))?;
+    Ok(Tenant {
+        id: TenantId::from_uuid(uuid::Uuid::new_v4()),
+        name: name.to_owned(),
+        signing_key,
+        time_zone: time_zone.to_owned(),
+        rate_limit_per_second,
+        created_at: Timestamp::now(),
+    })
+}
+
+/// The development tenant, made with its key on the first start of an
+/// empty store.
+pub async fn ensure_development_tenant(store: &dyn Store) -> anyhow::Result<Tenant> {
+    if let Some(tenant) = development_tenant(store).await? {
+        return Ok(tenant);
+    }
+    let tenant = new_tenant(DEVELOPMENT_TENANT, "UTC", None)?;
+    store
+        .insert_tenant(&tenant)
+        .await
+        .context("creating the development tenant")?;
+    tracing::info!(tenant = %tenant.id, "created the development tenant");
+    Ok(tenant)
+}
+
+async fn development_tenant(store: &dyn Store) -> anyhow::Result<Option<Tenant>> {
+    let tenants = store.tenants().await.context("reading tenants")?;
+    Ok(tenants
+        .into_iter()
+        .find(|tenant| tenant.name == DEVELOPMENT_TENANT))
+}
+
+pub fn role(role: RoleArg) -> Role {
+    match role {
+        RoleArg::Admin => Role::Admin,
+        RoleArg::Service => Role::Service,
+        RoleArg::Customer => Role::Customer,
+    }
+}
+
+pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store)?;
+    let tenant = match &args.tenant {
+        Some(id) => {
+            let id: TenantId = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a tenant id"))?;
+            let tenants = store.tenants().await.context("reading tenants")?;
+            tenants
+                .into_iter()
+                .find(|tenant| tenant.id == id)
+                .with_context(|| format!("no tenant {id}"))?
+        }
+        None => development_tenant(&*store)
+            .await?
+            .context("no development tenant yet; start `voucherd serve` once first")?,
+    };
+    let user = args
+        .user
+        .as_deref()
+        .map(UserId::parse)
+        .transpose()
+        .map_err(|invalid| anyhow::anyhow!("--user: {invalid}"))?;
+    if args.role == RoleArg::Customer && user.is_none() {
+        bail!("--role customer needs --user");
+    }
+    let ttl = SignedDuration::from_hours(args.ttl_hours.max(1));
+    println!(
+        "{}",
+        mint(
+            &tenant,
+            role(args.role),
+            user.as_ref(),
+            Timestamp::now(),
+            ttl
+        )
+    );
+    Ok(())
+}
+
+pub async fn create_tenant(args: TenantCreateArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store)?;
+    let tenant = new_tenant(&args.name, &args.time_zone, args.rate_limit_per_second)?;
+    store
+        .insert_tenant(&tenant)
+        .await
+        .context("creating the tenant")?;
+    let token = mint(
+        &tenant,
+        Role::Admin,
+        None,
+        Timestamp::now(),
+        SignedDuration::from_hours(720),
+    );
+    println!("tenant {}\nadmin token {token}", tenant.id);
+    Ok(())
+}
