@@ -1,0 +1,412 @@
+//! Bad input gets a clear 4xx problem answer and changes nothing.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use voucherd_core::SignedDuration;
+use voucherd_http::auth::{Role, mint};
+
+use crate::app::{TestApp, at, coupon, tenant};
+
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: String,
+    token: Option<String>,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: StatusCode,
+    problem: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &[u8],
+    status: StatusCode,
+    problem: &'static str,
+) -> Case {
+    Case {
+        name,
+        method,
+        path: path.to_owned(),
+        token: Some(token.to_owned()),
+        content_type: Some("application/json"),
+        body: body.to_vec(),
+        status,
+        problem,
+    }
+}
+
+/// Everything a client can see of the tenant's state.
+async fn snapshot(app: &TestApp, id: &str) -> Value {
+    json!({
+        "campaigns": app.get("/v1/campaigns", &app.admin).await.body,
+        "report": app.report(id).await,
+        "vouchers": app.get(&format!("/v1/campaigns/{id}/vouchers"), &app.admin).await.body,
+        "holder": app.user_vouchers("holder").await,
+    })
+}
+
+#[tokio::test]
+async fn bad_requests_get_problems_and_change_nothing() {
+    let app = TestApp::new().await;
+    let id = app.live_campaign(coupon(5)).await;
+    assert_eq!(app.claim(&id, "holder").await.status, StatusCode::CREATED);
+    let (_, other_admin) = app.other_tenant().await;
+    let stranger = tenant("initech", "UTC");
+    let unknown_tenant = mint(
+        &stranger,
+        Role::Admin,
+        None,
+        at("2026-11-30T00:00:00Z"),
+        SignedDuration::from_hours(100),
+    );
+    let expired = mint(
+        &app.tenant,
+        Role::Admin,
+        None,
+        at("2026-11-01T00:00:00Z"),
+        SignedDuration::from_hours(1),
+    );
+    let customer = app.customer("holder");
+    let admin = app.admin.clone();
+    let service = app.service.clone();
+    let claims = format!("/v1/campaigns/{id}/claims");
+    let codes = format!("/v1/campaigns/{id}/codes");
+    let huge = format!(
+        "{{\"name\": \"{}\", \"kind\": \"coupon\", \"supply\": 1}}",
+        "x".repeat(100_000)
+    );
+    let valid = |extra: Value| {
+        let mut body = json!({"name": "Bad", "kind": "coupon", "supply": 10});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string().into_bytes()
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut cases = vec![
+        case(
+            "malformed JSON",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            b"{\"name\":",
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        case(
+            "non-UTF-8 JSON",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            b"{\"name\": \"\xff\xfe\", \"kind\": \"coupon\", \"supply\": 1}",
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        case(
+            "wrong types",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            br#"{"name": 5, "kind": "coupon", "supply": "ten"}"#,
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "unknown field",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"surprise": 1})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "oversized body",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            huge.as_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+        ),
+        case(
+            "zero supply",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"supply": 0})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "negative supply",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"supply": -3})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "tiers out of order",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(
+                json!({"tiers": [{"until_rank": 8, "discount_percent": 50}, {"until_rank": 4, "discount_percent": 90}]}),
+            ),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "impossible code pattern",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"supply": 1000, "codes": {"pattern": "A-##"}})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "bad time",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"starts_at": "noon"})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "a customer creating",
+            Method::POST,
+            "/v1/campaigns",
+            &customer,
+            &valid(json!({})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        case(
+            "a service creating",
+            Method::POST,
+            "/v1/campaigns",
+            &service,
+            &valid(json!({})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        case(
+            "unknown campaign",
+            Method::POST,
+            "/v1/campaigns/0190f5c4-8d2e-7c3a-9b1e-2f4a5b6c7d8e/claims",
+            &service,
+            br#"{"user_id": "u"}"#,
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        case(
+            "malformed campaign id",
+            Method::POST,
+            "/v1/campaigns/not-a-uuid/claims",
+            &service,
+            br#"{"user_id": "u"}"#,
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        case(
+            "another tenant's campaign",
+            Method::POST,
+            &claims,
+            &other_admin,
+            br#"{"user_id": "u"}"#,
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        case(
+            "a user id of the wrong type",
+            Method::POST,
+            &claims,
+            &service,
+            br#"{"user_id": 5}"#,
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "an empty user id",
+            Method::POST,
+            &claims,
+            &service,
+            br#"{"user_id": ""}"#,
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "an invalid code",
+            Method::POST,
+            &codes,
+            &admin,
+            br#"{"codes": ["has space"]}"#,
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "an unknown voucher",
+            Method::POST,
+            "/v1/vouchers/NOPE/redeem",
+            &service,
+            b"",
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        case(
+            "a bad page size",
+            Method::GET,
+            &format!("/v1/campaigns/{id}/vouchers?limit=0"),
+            &admin,
+            b"",
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "expired token",
+            Method::POST,
+            &claims,
+            &expired,
+            br#"{"user_id": "u"}"#,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        case(
+            "unknown tenant",
+            Method::POST,
+            &claims,
+            &unknown_tenant,
+            br#"{"user_id": "u"}"#,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        case(
+            "garbage token",
+            Method::POST,
+            &claims,
+            "not.a.token",
+            br#"{"user_id": "u"}"#,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        case(
+            "unknown route",
+            Method::GET,
+            "/v1/nothing-here",
+            &admin,
+            b"",
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        case(
+            "wrong method",
+            Method::DELETE,
+            "/v1/campaigns",
+            &admin,
+            b"",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        ),
+    ];
+    cases.push(Case {
+        token: None,
+        ..case(
+            "missing token",
+            Method::POST,
+            &claims,
+            "",
+            br#"{"user_id": "u"}"#,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+    });
+    cases.push(Case {
+        content_type: Some("text/plain"),
+        ..case(
+            "wrong media type",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({})),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        )
+    });
+    cases.push(Case {
+        content_type: None,
+        ..case(
+            "no media type",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({})),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        )
+    });
+
+    let before = snapshot(&app, &id).await;
+    for case in cases {
+        let mut request = Request::builder().method(case.method).uri(&case.path);
+        if let Some(token) = &case.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(content_type) = case.content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let answer = app.send(request.body(Body::from(case.body)).unwrap()).await;
+        assert_eq!(
+            (answer.status, answer.problem()),
+            (case.status, case.problem),
+            "{}: {}",
+            case.name,
+            answer.text
+        );
+        answer.assert_problem(case.status, case.problem);
+        assert!(
+            !answer.body["detail"].as_str().unwrap_or("").is_empty(),
+            "{}: a detail says why",
+            case.name
+        );
+        assert_eq!(
+            snapshot(&app, &id).await,
+            before,
+            "{} changed the state",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_reported_at_once() {
+    let app = TestApp::new().await;
+    let answer = app
+        .post(
+            "/v1/campaigns",
+            &app.admin,
+            json!({"kind": "raffle", "supply": 0, "per_user_limit": 0,
+            "price": {"amount": -1, "currency": "baht"}}),
+        )
+        .await;
+    answer.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let mut fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["kind", "name", "per_user_limit", "price.currency", "supply"]
+    );
+}

@@ -1,0 +1,119 @@
+//! `Idempotency-Key`: the same key and body replay; another body is 422.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::app::{TestApp, TestResponse, coupon};
+
+async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: Value,
+) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    app.send(request).await
+}
+
+#[tokio::test]
+async fn the_same_key_and_body_replay_the_first_answer() {
+    let app = TestApp::new().await;
+    let first = post_with_key(&app, "/v1/campaigns", &app.admin, "create-1", coupon(5)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(!first.headers.contains_key("idempotent-replayed"));
+    let replayed = post_with_key(&app, "/v1/campaigns", &app.admin, "create-1", coupon(5)).await;
+    assert_eq!(
+        (replayed.status, &replayed.body),
+        (StatusCode::CREATED, &first.body)
+    );
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    let other = post_with_key(&app, "/v1/campaigns", &app.admin, "create-1", coupon(6)).await;
+    other.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused");
+    let campaigns = app.get("/v1/campaigns", &app.admin).await;
+    assert_eq!(
+        campaigns.body["campaigns"].as_array().unwrap().len(),
+        1,
+        "created once"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_claim_is_the_same_201() {
+    let app = TestApp::new().await;
+    let id = app
+        .live_campaign(
+            json!({"name": "Two each", "kind": "coupon", "supply": 10, "per_user_limit": 2}),
+        )
+        .await;
+    let path = format!("/v1/campaigns/{id}/claims");
+    let first = post_with_key(
+        &app,
+        &path,
+        &app.service,
+        "claim-1",
+        json!({"user_id": "u"}),
+    )
+    .await;
+    let again = post_with_key(
+        &app,
+        &path,
+        &app.service,
+        "claim-1",
+        json!({"user_id": "u"}),
+    )
+    .await;
+    assert_eq!(
+        (first.status, again.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(first.body, again.body);
+    assert_eq!(
+        app.report(&id).await["issued"],
+        1,
+        "a retry under the same key does not take a second voucher"
+    );
+    let fresh = post_with_key(
+        &app,
+        &path,
+        &app.service,
+        "claim-2",
+        json!({"user_id": "u"}),
+    )
+    .await;
+    assert_eq!(
+        (fresh.status, fresh.body["rank"].clone()),
+        (StatusCode::CREATED, json!(2))
+    );
+}
+
+#[tokio::test]
+async fn keys_belong_to_their_caller() {
+    let app = TestApp::new().await;
+    let id = app.live_campaign(coupon(10)).await;
+    let path = format!("/v1/campaigns/{id}/claims");
+    let alice = post_with_key(&app, &path, &app.customer("alice"), "same-key", json!({})).await;
+    let bob = post_with_key(&app, &path, &app.customer("bob"), "same-key", json!({})).await;
+    assert_eq!(
+        (alice.body["user_id"].clone(), bob.body["user_id"].clone()),
+        (json!("alice"), json!("bob"))
+    );
+    let long_key = "k".repeat(300);
+    post_with_key(
+        &app,
+        &path,
+        &app.service,
+        &long_key,
+        json!({"user_id": "c"}),
+    )
+    .await
+    .assert_problem(StatusCode::BAD_REQUEST, "invalid-idempotency-key");
+}

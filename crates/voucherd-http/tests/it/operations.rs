@@ -1,0 +1,94 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+
+use crate::app::{TestApp, coupon};
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = TestApp::new().await;
+    assert_eq!(app.get("/healthz", "").await.body["status"], "ok");
+    assert_eq!(app.get("/readyz", "").await.body["status"], "ready");
+    let id = app.live_campaign(coupon(1)).await;
+    app.claim(&id, "one").await;
+    app.claim(&id, "two").await;
+    let metrics = app.get("/metrics", "").await;
+    assert!(
+        metrics
+            .text
+            .contains("voucherd_claims_total{outcome=\"claimed\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("voucherd_claims_total{outcome=\"sold_out\"} 1")
+    );
+    assert!(metrics.text.contains("voucherd_http_requests_total{method=\"POST\",route=\"/v1/campaigns/{id}/claims\",status=\"201\"} 1"));
+    assert!(metrics.text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_every_contract_route_documented() {
+    let app = TestApp::new().await;
+    let document = app.get("/openapi.json", "").await.body;
+    assert_eq!(
+        document,
+        serde_json::to_value(voucherd_http::openapi()).unwrap()
+    );
+    let paths = document["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    for (method, path) in &operations {
+        let concrete = path
+            .replace("{id}", "0190f5c4-8d2e-7c3a-9b1e-2f4a5b6c7d8e")
+            .replace("{code}", "SOME-CODE")
+            .replace("{user_id}", "u-1");
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(concrete)
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.send(request).await;
+        assert_ne!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_ne!(
+            answer.body["detail"], "no such route",
+            "{method} {path} is documented but not routed"
+        );
+    }
+    for expected in [
+        ("POST", "/v1/campaigns"),
+        ("GET", "/v1/campaigns/live"),
+        ("GET", "/v1/campaigns/{id}"),
+        ("POST", "/v1/campaigns/{id}/codes"),
+        ("POST", "/v1/campaigns/{id}/publish"),
+        ("POST", "/v1/campaigns/{id}/pause"),
+        ("POST", "/v1/campaigns/{id}/resume"),
+        ("GET", "/v1/campaigns/{id}/report"),
+        ("GET", "/v1/campaigns/{id}/vouchers"),
+        ("POST", "/v1/campaigns/{id}/claims"),
+        ("POST", "/v1/vouchers/{code}/lock"),
+        ("POST", "/v1/vouchers/{code}/unlock"),
+        ("POST", "/v1/vouchers/{code}/redeem"),
+        ("GET", "/v1/users/{user_id}/vouchers"),
+        ("POST", "/v1/events/login"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+    ] {
+        assert!(
+            operations.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} is missing from the document"
+        );
+    }
+}
