@@ -92,3 +92,35 @@ async fn every_documented_operation_is_routed_and_every_contract_route_documente
         );
     }
 }
+
+#[tokio::test]
+async fn a_tenant_past_its_rate_limit_gets_429_with_retry_after() {
+    let app = TestApp::new().await;
+    let mut limited = crate::app::tenant("throttled", "UTC");
+    limited.rate_limit_per_second = Some(2);
+    app.engine.create_tenant(limited.clone()).await.unwrap();
+    let token = crate::app::token_for(&limited, voucherd_http::auth::Role::Admin, None);
+    let answers =
+        futures::future::join_all((0..20).map(|_| app.get("/v1/campaigns/live", &token))).await;
+    let limited_answers: Vec<_> = answers
+        .iter()
+        .filter(|answer| answer.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        limited_answers.len() >= 17,
+        "at most the burst of 2 (and a sliver of refill) passes"
+    );
+    for answer in limited_answers {
+        answer.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+        assert!(
+            answer.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+    }
+    let other_tenant = app.get("/v1/campaigns/live", &app.admin).await;
+    assert_eq!(other_tenant.status, StatusCode::OK, "limits are per tenant");
+}
