@@ -8,6 +8,7 @@
 //!   space arithmetic.
 //! - [`voucher`] holds the voucher lifecycle (reserve, issue, lock, unlock,
 //!   redeem, expire) as pure transitions that the stores mirror in SQL.
+//! - [`payment`] checks what a buyer hands over at checkout: email and card.
 //! - [`money`], [`ids`] and [`calendar`] are the value types the rest is built
 //!   from.
 //!
@@ -20,6 +21,7 @@ pub mod campaign;
 pub mod code;
 pub mod ids;
 pub mod money;
+pub mod payment;
 pub mod validation;
 pub mod voucher;
 

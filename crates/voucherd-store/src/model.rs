@@ -4,7 +4,8 @@ use voucherd_core::TimeZone;
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle, Supply};
 use voucherd_core::code::{CodePattern, VoucherCode};
-use voucherd_core::ids::{CampaignId, ReservationId, TenantId, UserId, VoucherId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId, VoucherId};
+use voucherd_core::money::Money;
 use voucherd_core::voucher::{Redemption, VoucherRefusal, VoucherState};
 
 /// A business using voucherd, with the key its tokens are signed with.
@@ -232,4 +233,229 @@ pub struct StoredResponse {
     pub content_type: String,
     pub body: Vec<u8>,
     pub created_at: Timestamp,
+}
+
+/// A buyer's checkout of a reservation: the order to open and the sealed
+/// card the payment queue will charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub tenant_id: TenantId,
+    pub reservation_id: ReservationId,
+    /// A customer may check out their own reservations only.
+    pub holder: Option<UserId>,
+    pub order_id: OrderId,
+    pub email: String,
+    pub amount: Money,
+    pub card_brand: String,
+    pub card_last_four: String,
+    /// The card, sealed with a key the database does not hold; deleted when
+    /// the payment reaches its outcome.
+    pub sealed_card: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        match text {
+            "pending" => Some(OrderStatus::Pending),
+            "paid" => Some(OrderStatus::Paid),
+            "failed" => Some(OrderStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub tenant_id: TenantId,
+    pub campaign_id: CampaignId,
+    pub voucher_id: VoucherId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub email: String,
+    pub amount: Money,
+    pub card_brand: String,
+    pub card_last_four: String,
+    pub status: OrderStatus,
+    /// Why a failed order failed.
+    pub failure: Option<String>,
+    /// The gateway that settled it.
+    pub gateway: Option<String>,
+    pub created_at: Timestamp,
+    pub settled_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutOutcome {
+    Accepted(OrderRecord),
+    /// No such reservation for this caller (or it was released).
+    NotFound,
+    Expired,
+    /// A payment for this reservation is under way already.
+    PaymentInFlight(OrderId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released(CampaignId),
+    NotFound,
+    PaymentInFlight(OrderId),
+}
+
+/// What one gateway call did, kept as the order's transaction history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    Charge,
+    Lookup,
+}
+
+impl AttemptKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptKind::Charge => "charge",
+            AttemptKind::Lookup => "lookup",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptKind> {
+        match text {
+            "charge" => Some(AttemptKind::Charge),
+            "lookup" => Some(AttemptKind::Lookup),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Captured,
+    Declined,
+    /// The gateway did not process it (429, 503, no connection).
+    Refused,
+    /// Perhaps processed: a timeout, a reset, another error.
+    Unknown,
+    /// A lookup found no such charge.
+    NotFound,
+    /// A lookup could not be made.
+    Failed,
+    /// Started but never finished: the node stopped mid-call.
+    Interrupted,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 7] = [
+        AttemptOutcome::Captured,
+        AttemptOutcome::Declined,
+        AttemptOutcome::Refused,
+        AttemptOutcome::Unknown,
+        AttemptOutcome::NotFound,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Interrupted,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Captured => "captured",
+            AttemptOutcome::Declined => "declined",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::Unknown => "unknown",
+            AttemptOutcome::NotFound => "not_found",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptOutcome> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1, 2, ... per order.
+    pub number: u32,
+    pub gateway: String,
+    pub kind: AttemptKind,
+    /// `None` while the call is under way.
+    pub outcome: Option<AttemptOutcome>,
+    pub detail: Option<String>,
+    pub charge_id: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A payment taken from the queue for this node to work on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentTask {
+    pub order: OrderRecord,
+    pub sealed_card: Vec<u8>,
+    /// Set when an earlier call's outcome is unknown: the charge must be
+    /// resolved at this gateway before it may go anywhere else.
+    pub pinned_gateway: Option<String>,
+    pub attempts: u32,
+}
+
+/// How a gateway call ended, and what becomes of the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentStep {
+    pub attempt_number: u32,
+    pub outcome: AttemptOutcome,
+    pub detail: Option<String>,
+    pub charge_id: Option<String>,
+    pub resolution: Resolution,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Captured: the order is paid and the voucher issued, in one step.
+    Paid {
+        gateway: String,
+        expires_at: Option<Timestamp>,
+    },
+    /// Declined (or not chargeable): the order failed; the reservation
+    /// stays until it expires, so the buyer may try again.
+    Failed { reason: String },
+    /// Try again at `next_attempt_at`; while `pinned_gateway` is set, only
+    /// a lookup at that gateway may come next.
+    Retry {
+        next_attempt_at: Timestamp,
+        pinned_gateway: Option<String>,
+    },
+}
+
+/// An order with its transaction history and its voucher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderDetails {
+    pub order: OrderRecord,
+    pub attempts: Vec<AttemptRecord>,
+    pub voucher: VoucherRecord,
+}
+
+/// Money and gateway figures of a campaign, for its report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentCounts {
+    /// Paid orders' amounts, by currency.
+    pub revenue: Vec<Money>,
+    pub orders_paid: u64,
+    pub orders_failed: u64,
+    pub orders_pending: u64,
+    /// Gateway calls by (gateway, outcome).
+    pub attempts: Vec<(String, AttemptOutcome, u64)>,
 }
