@@ -13,8 +13,12 @@
 //! are rows made before they are claimed, one per rank, and a user's holdings
 //! are numbered `1..=per_user_limit` under a unique constraint.
 
+mod entropy;
 pub mod model;
 pub mod sqlite;
+mod stored;
+
+pub use entropy::OsEntropy;
 
 use std::fmt;
 

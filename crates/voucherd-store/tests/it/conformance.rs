@@ -14,8 +14,7 @@ use voucherd_store::model::{
     LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
     VoucherTarget,
 };
-use voucherd_store::sqlite::OsEntropy;
-use voucherd_store::{Store, StoreError};
+use voucherd_store::{OsEntropy, Store, StoreError};
 
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 #[macro_export]
