@@ -6,6 +6,9 @@
 //! - [`sqlite`] is the embedded default: one writer thread that commits
 //!   whatever work has queued up in one transaction and one fsync, and a
 //!   small pool of reader connections.
+//! - [`postgres`] is for several nodes on one database: a bounded pool, and
+//!   each batch of claims decided in one set-based statement that several
+//!   nodes can run on one campaign at once.
 //! - [`model`] holds the records and the outcomes of the operations.
 //!
 //! The schema of each backend makes oversell, a rank issued twice and a user
@@ -15,6 +18,7 @@
 
 mod entropy;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 mod stored;
 
