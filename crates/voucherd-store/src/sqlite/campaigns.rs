@@ -135,7 +135,13 @@ pub(crate) fn add_codes(
         }
         let rank = voucher_count + added + 1;
         if supply.is_some_and(|supply| rank > supply) {
-            beyond_supply += 1;
+            // Past the supply only a new code counts as offered; one the
+            // tenant has is a duplicate wherever it comes in the list.
+            if tenant_has(connection, &tenant_id, code)? {
+                duplicates.push(code.clone());
+            } else {
+                beyond_supply += 1;
+            }
             continue;
         }
         let inserted = insert
@@ -179,6 +185,13 @@ pub(crate) fn add_codes(
         duplicates,
         voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
     })
+}
+
+fn tenant_has(connection: &Connection, tenant_id: &str, code: &VoucherCode) -> StoreResult<bool> {
+    connection
+        .prepare_cached("SELECT 1 FROM vouchers WHERE tenant_id = ?1 AND code = ?2")
+        .and_then(|mut statement| statement.exists(params![tenant_id, code.as_str()]))
+        .map_err(database)
 }
 
 pub(crate) fn change_lifecycle(

@@ -470,6 +470,19 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         2,
         "nothing added"
     );
+    let filled = store
+        .add_codes(second.id, &codes(&["B2", "B3", "B4", "A1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        filled,
+        AddCodesOutcome::Added {
+            added: 3,
+            duplicates: codes(&["A1"]),
+            voucher_count: 4
+        },
+        "a duplicate past the last free rank is a duplicate, not over the supply"
+    );
     let unknown = CampaignId::from_uuid(uuid::Uuid::new_v4());
     assert_eq!(
         store.add_codes(unknown, &codes(&["Z"])).await.unwrap(),
