@@ -85,10 +85,20 @@ judged AS (
     )
 ),
 -- The claims that take, numbered per campaign: the n-th gets the n-th free
--- voucher.
+-- voucher. Each fills the lowest slot its user has free, in order. Every
+-- column a write needs is carried along, so that each write joins one
+-- relation with the vouchers table.
 wanted AS (
-    SELECT ordinal, campaign_id, mint,
-           row_number() OVER (PARTITION BY campaign_id ORDER BY ordinal) AS position
+    SELECT judged.*,
+           row_number() OVER (PARTITION BY campaign_id ORDER BY ordinal) AS position,
+           (
+               SELECT slot
+               FROM generate_series(1, judged.per_user_limit) AS slot
+               WHERE slot <> ALL (judged.slots)
+               ORDER BY slot
+               OFFSET judged.taken_before
+               LIMIT 1
+           ) AS user_slot
     FROM judged
     WHERE judgement = 'take'
 ),
@@ -113,23 +123,20 @@ picked AS MATERIALIZED (
     ) AS free
 ),
 placed AS (
-    SELECT wanted.ordinal, wanted.campaign_id, wanted.mint, picked.id AS voucher_id
+    SELECT wanted.*, picked.id AS voucher_id
     FROM wanted
     LEFT JOIN picked USING (campaign_id, position)
 ),
 -- Claims past the free vouchers mint a new rank when the campaign is
 -- unlimited, and are sold out otherwise.
 minting AS (
-    SELECT ordinal, campaign_id,
-           row_number() OVER (PARTITION BY campaign_id ORDER BY ordinal) AS position
+    SELECT placed.*,
+           row_number() OVER (PARTITION BY campaign_id ORDER BY ordinal) AS mint_position
     FROM placed
     WHERE voucher_id IS NULL AND mint
 ),
 sold_out AS (
-    SELECT claim.*
-    FROM placed
-    JOIN claim USING (ordinal)
-    WHERE placed.voucher_id IS NULL AND NOT placed.mint
+    SELECT * FROM placed WHERE voucher_id IS NULL AND NOT mint
 ),
 -- Free vouchers of a sold-out campaign that another transaction holds: if
 -- it rolls back they are free again, so sold out is not yet the answer.
@@ -147,12 +154,11 @@ locked_elsewhere AS (
 minted_code AS (
     SELECT DISTINCT ON (minting.ordinal) minting.ordinal, candidate.code
     FROM minting
-    JOIN claim USING (ordinal)
     JOIN unnest($13::bigint[], $14::text[]) WITH ORDINALITY
         AS candidate (ordinal, code, attempt) USING (ordinal)
     WHERE NOT EXISTS (
         SELECT FROM vouchers AS voucher
-        WHERE voucher.tenant_id = claim.tenant_id AND voucher.code = candidate.code
+        WHERE voucher.tenant_id = minting.tenant_id AND voucher.code = candidate.code
     )
     ORDER BY minting.ordinal, candidate.attempt
 ),
@@ -183,32 +189,16 @@ verdict AS (
            END AS signal,
            ARRAY(SELECT id FROM locked_elsewhere) AS waiting_on
 ),
--- Each taking claim fills the lowest slots its user has free, in order.
-slotted AS (
-    SELECT judged.ordinal,
-           (
-               SELECT slot
-               FROM generate_series(1, judged.per_user_limit) AS slot
-               WHERE slot <> ALL (judged.slots)
-               ORDER BY slot
-               OFFSET judged.taken_before
-               LIMIT 1
-           ) AS user_slot
-    FROM judged
-    WHERE judged.judgement = 'take'
-),
 taken AS (
     UPDATE vouchers
-    SET state = claim.state,
-        user_id = claim.user_id,
-        user_slot = slotted.user_slot,
+    SET state = placed.state,
+        user_id = placed.user_id,
+        user_slot = placed.user_slot,
         claimed_at = $15,
-        reserved_until = claim.reserved_until,
-        issued_at = CASE WHEN claim.state = 'issued' THEN $15::timestamptz END,
-        expires_at = claim.expires_at
+        reserved_until = placed.reserved_until,
+        issued_at = CASE WHEN placed.state = 'issued' THEN $15::timestamptz END,
+        expires_at = placed.expires_at
     FROM placed
-    JOIN claim USING (ordinal)
-    JOIN slotted USING (ordinal)
     WHERE vouchers.id = placed.voucher_id
       AND vouchers.state = 'available'
       AND (SELECT signal IS NULL FROM verdict)
@@ -237,41 +227,64 @@ minted AS (
         id, campaign_id, tenant_id, rank, code, state, user_id, user_slot, claimed_at,
         reserved_until, issued_at, expires_at, redemptions_max
     )
-    SELECT claim.minted_id, claim.campaign_id, claim.tenant_id,
-           minted_ranks.rank_base + minting.position, minted_code.code, claim.state,
-           claim.user_id, slotted.user_slot, $15, claim.reserved_until,
-           CASE WHEN claim.state = 'issued' THEN $15::timestamptz END,
-           claim.expires_at, claim.redemptions_max
+    SELECT minting.minted_id, minting.campaign_id, minting.tenant_id,
+           minted_ranks.rank_base + minting.mint_position, minted_code.code, minting.state,
+           minting.user_id, minting.user_slot, $15, minting.reserved_until,
+           CASE WHEN minting.state = 'issued' THEN $15::timestamptz END,
+           minting.expires_at, minting.redemptions_max
     FROM minting
-    JOIN claim USING (ordinal)
     JOIN minted_ranks ON minted_ranks.campaign_id = minting.campaign_id
     JOIN minted_code USING (ordinal)
-    JOIN slotted USING (ordinal)
     RETURNING *
 ),
 claimed AS (
     SELECT taken.* FROM taken
     UNION ALL
-    SELECT claim.ordinal, minted.*
+    SELECT minting.ordinal, minted.*
     FROM minted
-    JOIN claim ON claim.minted_id = minted.id
+    JOIN minting ON minting.minted_id = minted.id
 ),
 granted_now AS (
     INSERT INTO daily_grants (tenant_id, limit_group, user_id, day, voucher_id)
-    SELECT claim.tenant_id, claim.limit_group, claim.user_id, claim.day, claimed.id
+    SELECT placed.tenant_id, placed.limit_group, placed.user_id, placed.day, claimed.id
     FROM claimed
-    JOIN claim USING (ordinal)
-    WHERE claim.limit_group IS NOT NULL
+    JOIN placed USING (ordinal)
+    WHERE placed.limit_group IS NOT NULL
 ),
 -- The latest voucher each refused-for-limit claim's user held before the
--- batch; compared below with what the batch gave them.
+-- batch; compared below with what the batch gave them before the claim.
 held_before AS (
     SELECT DISTINCT ON (voucher.campaign_id, voucher.user_id) NULL::bigint AS ordinal, voucher.*
     FROM vouchers AS voucher
     JOIN (SELECT DISTINCT campaign_id, user_id FROM judged WHERE judgement = 'held') AS pair
         ON voucher.campaign_id = pair.campaign_id AND voucher.user_id = pair.user_id
     ORDER BY voucher.campaign_id, voucher.user_id, voucher.claimed_at DESC, voucher.rank DESC
+),
+-- For each claim refused for its user's limit, that user's latest voucher
+-- at that point of the sequence.
+latest_held AS (
+    SELECT judged.ordinal, latest.id, latest.campaign_id, latest.tenant_id, latest.rank,
+           latest.code, latest.state, latest.user_id, latest.claimed_at, latest.reserved_until,
+           latest.issued_at, latest.expires_at, latest.locked_until, latest.redemptions,
+           latest.redemptions_max
+    FROM judged
+    CROSS JOIN LATERAL (
+        SELECT held_before.* FROM held_before
+        WHERE held_before.campaign_id = judged.campaign_id
+          AND held_before.user_id = judged.user_id
+        UNION ALL
+        SELECT claimed.* FROM claimed
+        WHERE claimed.campaign_id = judged.campaign_id
+          AND claimed.user_id = judged.user_id
+          AND claimed.ordinal < judged.ordinal
+        ORDER BY claimed_at DESC, rank DESC
+        LIMIT 1
+    ) AS latest
+    WHERE judged.judgement = 'held'
 )
+-- The answers are disjoint sets of claims, put together without joins. A
+-- claim missing from them had a voucher locked for it that the update did
+-- not take; the store reports that claim as failed.
 SELECT verdict.signal, verdict.waiting_on, NULL::bigint AS ordinal, NULL AS outcome,
        NULL::uuid AS id, NULL::uuid AS campaign_id, NULL::uuid AS tenant_id, NULL::bigint AS rank,
        NULL AS code, NULL AS state, NULL AS user_id, NULL::timestamptz AS claimed_at,
@@ -281,35 +294,24 @@ SELECT verdict.signal, verdict.waiting_on, NULL::bigint AS ordinal, NULL AS outc
 FROM verdict
 WHERE verdict.signal IS NOT NULL
 UNION ALL
-SELECT NULL, NULL, judged.ordinal,
-       CASE
-           WHEN judged.judgement = 'held' THEN 'held'
-           WHEN judged.judgement = 'daily' THEN 'daily'
-           WHEN answer.id IS NOT NULL THEN 'claimed'
-           WHEN judged.ordinal IN (SELECT ordinal FROM sold_out) THEN 'sold_out'
-           ELSE 'lost'
-       END,
-       answer.id, answer.campaign_id, answer.tenant_id, answer.rank, answer.code, answer.state,
-       answer.user_id, answer.claimed_at, answer.reserved_until, answer.issued_at,
-       answer.expires_at, answer.locked_until, answer.redemptions, answer.redemptions_max
+SELECT NULL, NULL, ordinal, 'claimed', id, campaign_id, tenant_id, rank, code, state, user_id,
+       claimed_at, reserved_until, issued_at, expires_at, locked_until, redemptions,
+       redemptions_max
+FROM claimed
+UNION ALL
+SELECT NULL, NULL, ordinal, 'held', id, campaign_id, tenant_id, rank, code, state, user_id,
+       claimed_at, reserved_until, issued_at, expires_at, locked_until, redemptions,
+       redemptions_max
+FROM latest_held
+WHERE (SELECT signal IS NULL FROM verdict)
+UNION ALL
+SELECT NULL, NULL, ordinal, 'daily', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL
 FROM judged
-LEFT JOIN LATERAL (
-    SELECT claimed.* FROM claimed WHERE claimed.ordinal = judged.ordinal
-    UNION ALL
-    SELECT latest.*
-    FROM (
-        SELECT held_before.* FROM held_before
-        WHERE held_before.campaign_id = judged.campaign_id
-          AND held_before.user_id = judged.user_id
-        UNION ALL
-        SELECT claimed.* FROM claimed
-        WHERE claimed.campaign_id = judged.campaign_id
-          AND claimed.user_id = judged.user_id
-          AND claimed.ordinal < judged.ordinal
-    ) AS latest
-    WHERE judged.judgement = 'held'
-    ORDER BY claimed_at DESC, rank DESC
-    LIMIT 1
-) AS answer ON true
+WHERE judgement = 'daily' AND (SELECT signal IS NULL FROM verdict)
+UNION ALL
+SELECT NULL, NULL, ordinal, 'sold_out', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL
+FROM sold_out
 WHERE (SELECT signal IS NULL FROM verdict)
 ORDER BY ordinal

@@ -167,33 +167,28 @@ fn signal(rows: &[Row]) -> StoreResult<Option<Signal>> {
 }
 
 fn outcomes(rows: &[Row], count: usize) -> StoreResult<Vec<StoreResult<ClaimOutcome>>> {
-    if rows.len() != count {
-        return Err(corrupt(format!(
-            "{} answers to a batch of {count} claims",
-            rows.len()
-        )));
+    // A claim without an answer had a voucher locked for it that the update
+    // did not take; the others of the batch are sound.
+    let mut outcomes: Vec<StoreResult<ClaimOutcome>> = (0..count)
+        .map(|_| Err(corrupt("a voucher locked for a claim could not be taken")))
+        .collect();
+    for row in rows {
+        let ordinal: i64 = get(row, 2)?;
+        let slot = usize::try_from(ordinal - 1)
+            .ok()
+            .and_then(|index| outcomes.get_mut(index))
+            .ok_or_else(|| corrupt(format!("an answer to claim {ordinal} of {count}")))?;
+        let outcome: String = get(row, 3)?;
+        let voucher = || rows::voucher_at(row, VOUCHER_FIRST_COLUMN);
+        *slot = match outcome.as_str() {
+            "claimed" => voucher().map(ClaimOutcome::Claimed),
+            "held" => voucher().map(ClaimOutcome::AlreadyHeld),
+            "sold_out" => Ok(ClaimOutcome::SoldOut),
+            "daily" => Ok(ClaimOutcome::DailyLimitReached),
+            other => Err(corrupt(format!("claim outcome {other:?}"))),
+        };
     }
-    rows.iter()
-        .enumerate()
-        .map(|(index, row)| {
-            let ordinal: i64 = get(row, 2)?;
-            if usize::try_from(ordinal).ok() != Some(index + 1) {
-                return Err(corrupt(format!("answer {ordinal} in place {}", index + 1)));
-            }
-            let outcome: String = get(row, 3)?;
-            let voucher = || rows::voucher_at(row, VOUCHER_FIRST_COLUMN);
-            Ok(match outcome.as_str() {
-                "claimed" => voucher().map(ClaimOutcome::Claimed),
-                "held" => voucher().map(ClaimOutcome::AlreadyHeld),
-                "sold_out" => Ok(ClaimOutcome::SoldOut),
-                "daily" => Ok(ClaimOutcome::DailyLimitReached),
-                // The update matched no row although the voucher was locked
-                // for it; the others of the batch are sound.
-                "lost" => Err(corrupt("a voucher locked for a claim could not be taken")),
-                other => Err(corrupt(format!("claim outcome {other:?}"))),
-            })
-        })
-        .collect()
+    Ok(outcomes)
 }
 
 /// The claims as one array per field, the statement's parameters.
