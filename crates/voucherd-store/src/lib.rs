@@ -6,6 +6,9 @@
 //! - [`sqlite`] is the embedded default: one writer thread that commits
 //!   whatever work has queued up in one transaction and one fsync, and a
 //!   small pool of reader connections.
+//! - [`postgres`] is for several nodes on one database: a bounded pool, and
+//!   each batch of claims decided in one set-based statement that several
+//!   nodes can run on one campaign at once.
 //! - [`model`] holds the records and the outcomes of the operations.
 //! - [`faults`] wraps any store to inject outages and count calls, for
 //!   tests of the layers above.
@@ -15,9 +18,14 @@
 //! are rows made before they are claimed, one per rank, and a user's holdings
 //! are numbered `1..=per_user_limit` under a unique constraint.
 
+mod entropy;
 pub mod faults;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
+mod stored;
+
+pub use entropy::OsEntropy;
 
 use std::fmt;
 

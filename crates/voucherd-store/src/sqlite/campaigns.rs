@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use voucherd_core::Timestamp;
-use voucherd_core::campaign::{Lifecycle, Tier};
+use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::CampaignId;
 use voucherd_core::voucher::VoucherState;
@@ -53,7 +53,7 @@ pub(crate) fn select(
     filter: &str,
     arguments: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Vec<CampaignRecord>> {
-    let mut tiers_of: HashMap<String, Vec<Tier>> = HashMap::new();
+    let mut tiers_of: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
     let mut statement = connection
         .prepare(&format!(
             "SELECT campaign_id, until_rank, discount_percent FROM campaign_tiers
@@ -66,10 +66,10 @@ pub(crate) fn select(
         let campaign_id: String = row.get(0).map_err(database)?;
         let until_rank: i64 = row.get(1).map_err(database)?;
         let discount_percent: i64 = row.get(2).map_err(database)?;
-        tiers_of.entry(campaign_id).or_default().push(Tier {
-            until_rank: u32::try_from(until_rank).map_err(rows::corrupt)?,
-            discount_percent: u8::try_from(discount_percent).map_err(rows::corrupt)?,
-        });
+        tiers_of
+            .entry(campaign_id)
+            .or_default()
+            .push((until_rank, discount_percent));
     }
     let mut statement = connection
         .prepare(&format!(
@@ -135,7 +135,13 @@ pub(crate) fn add_codes(
         }
         let rank = voucher_count + added + 1;
         if supply.is_some_and(|supply| rank > supply) {
-            beyond_supply += 1;
+            // Past the supply only a new code counts as offered; one the
+            // tenant has is a duplicate wherever it comes in the list.
+            if tenant_has(connection, &tenant_id, code)? {
+                duplicates.push(code.clone());
+            } else {
+                beyond_supply += 1;
+            }
             continue;
         }
         let inserted = insert
@@ -179,6 +185,13 @@ pub(crate) fn add_codes(
         duplicates,
         voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
     })
+}
+
+fn tenant_has(connection: &Connection, tenant_id: &str, code: &VoucherCode) -> StoreResult<bool> {
+    connection
+        .prepare_cached("SELECT 1 FROM vouchers WHERE tenant_id = ?1 AND code = ?2")
+        .and_then(|mut statement| statement.exists(params![tenant_id, code.as_str()]))
+        .map_err(database)
 }
 
 pub(crate) fn change_lifecycle(

@@ -7,12 +7,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Hold;
-use voucherd_core::code::Entropy;
 
 use super::connection::database;
 use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
-use crate::StoreResult;
 use crate::model::{ClaimOutcome, ClaimRequest, VoucherRecord};
+use crate::{OsEntropy, StoreResult};
 
 /// Minting retries a code that collides with one the tenant already has;
 /// with the code space at least a hundred times the supply, five collisions
@@ -266,16 +265,4 @@ fn mint(
     Err(rows::corrupt(format!(
         "{MINT_ATTEMPTS_MAX} minted codes in a row collided; the code space is exhausted"
     )))
-}
-
-/// The operating system's CSPRNG, for codes nobody can predict.
-#[derive(Debug)]
-pub struct OsEntropy;
-
-impl Entropy for OsEntropy {
-    fn fill(&mut self, bytes: &mut [u8]) {
-        // Without the OS random source no code could be trusted; there is
-        // no sensible fallback, and Linux's getrandom does not fail.
-        getrandom::fill(bytes).expect("the operating system's random source failed");
-    }
 }

@@ -32,7 +32,8 @@ use crate::model::{
 };
 use crate::{Store, StoreError, StoreResult};
 
-pub use self::claims::OsEntropy;
+/// Kept here too for callers that found it here first.
+pub use crate::OsEntropy;
 
 /// How an SQLite store is opened.
 #[derive(Debug, Clone)]

@@ -3,18 +3,13 @@
 //! as such rather than guessed at.
 
 use rusqlite::Row;
-use voucherd_core::campaign::{
-    CampaignKind, CampaignSpec, CodeSource, Lifecycle, LimitGroup, Supply, Tier, Tiers, Trigger,
-    VoucherExpiry,
-};
-use voucherd_core::code::{CodePattern, VoucherCode};
-use voucherd_core::ids::{CampaignId, ReservationId, TenantId, UserId, VoucherId};
-use voucherd_core::money::{Currency, Money};
-use voucherd_core::voucher::VoucherState;
-use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_core::Timestamp;
 
 use crate::StoreError;
 use crate::model::{CampaignRecord, Tenant, VoucherRecord};
+use crate::stored::{CampaignValues, VoucherValues, count};
+
+pub(crate) use crate::stored::corrupt;
 
 pub(crate) const VOUCHER_COLUMNS: &str = "id, campaign_id, tenant_id, rank, code, state, user_id, \
      claimed_at, reservation_id, reserved_until, issued_at, expires_at, locked_until, redemptions, \
@@ -27,10 +22,6 @@ pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, descrip
 
 pub(crate) const TENANT_COLUMNS: &str =
     "id, name, signing_key, time_zone, rate_limit_per_second, created_at";
-
-pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
 
 pub(crate) fn millis(timestamp: Timestamp) -> i64 {
     timestamp.as_millisecond()
@@ -48,10 +39,6 @@ fn optional_timestamp(millis: Option<i64>) -> Result<Option<Timestamp>, StoreErr
     millis.map(timestamp).transpose()
 }
 
-fn duration(millis: i64) -> SignedDuration {
-    SignedDuration::from_millis(millis)
-}
-
 /// Reads column `index`, turning SQLite's error into the store's.
 fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, index: usize) -> Result<T, StoreError> {
     row.get(index).map_err(super::connection::database)
@@ -62,42 +49,33 @@ fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
         .map_err(|_| corrupt(format!("bad id {text:?}")))
 }
 
-fn count(value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(corrupt)
-}
-
 pub(crate) fn voucher(row: &Row<'_>) -> Result<VoucherRecord, StoreError> {
     voucher_at(row, 0)
 }
 
 /// A voucher whose [`VOUCHER_COLUMNS`] start at column `first`.
 pub(crate) fn voucher_at(row: &Row<'_>, first: usize) -> Result<VoucherRecord, StoreError> {
-    let state: String = get(row, first + 5)?;
-    let user_id: Option<String> = get(row, first + 6)?;
-    Ok(VoucherRecord {
-        id: parse_id::<VoucherId>(&get::<String>(row, first)?)?,
-        campaign_id: parse_id::<CampaignId>(&get::<String>(row, first + 1)?)?,
-        tenant_id: parse_id::<TenantId>(&get::<String>(row, first + 2)?)?,
-        rank: count(get(row, first + 3)?)?,
-        code: VoucherCode::parse(&get::<String>(row, first + 4)?).map_err(corrupt)?,
-        state: VoucherState::parse(&state).ok_or_else(|| corrupt(format!("state {state:?}")))?,
-        user_id: user_id
-            .as_deref()
-            .map(UserId::parse)
-            .transpose()
-            .map_err(corrupt)?,
+    VoucherValues {
+        id: parse_id(&get::<String>(row, first)?)?,
+        campaign_id: parse_id(&get::<String>(row, first + 1)?)?,
+        tenant_id: parse_id(&get::<String>(row, first + 2)?)?,
+        rank: get(row, first + 3)?,
+        code: get(row, first + 4)?,
+        state: get(row, first + 5)?,
+        user_id: get(row, first + 6)?,
         claimed_at: optional_timestamp(get(row, first + 7)?)?,
         reservation_id: get::<Option<String>>(row, first + 8)?
             .as_deref()
-            .map(parse_id::<ReservationId>)
+            .map(parse_id)
             .transpose()?,
         reserved_until: optional_timestamp(get(row, first + 9)?)?,
         issued_at: optional_timestamp(get(row, first + 10)?)?,
         expires_at: optional_timestamp(get(row, first + 11)?)?,
         locked_until: optional_timestamp(get(row, first + 12)?)?,
-        redemptions: count(get(row, first + 13)?)?,
-        redemptions_max: count(get(row, first + 14)?)?,
-    })
+        redemptions: get(row, first + 13)?,
+        redemptions_max: get(row, first + 14)?,
+    }
+    .into_record()
 }
 
 pub(crate) fn tenant(row: &Row<'_>) -> Result<Tenant, StoreError> {
@@ -111,110 +89,76 @@ pub(crate) fn tenant(row: &Row<'_>) -> Result<Tenant, StoreError> {
     })
 }
 
-/// A campaign row with its tiers, read separately from `campaign_tiers`.
-pub(crate) fn campaign(row: &Row<'_>, tiers: Vec<Tier>) -> Result<CampaignRecord, StoreError> {
-    let kind: String = get(row, 6)?;
-    let supply = match get::<Option<i64>>(row, 7)? {
-        Some(supply) => Supply::Limited(count(supply)?),
-        None => Supply::Unlimited,
-    };
-    let voucher_expiry = match (get::<Option<i64>>(row, 10)?, get::<Option<i64>>(row, 11)?) {
-        (Some(at), _) => VoucherExpiry::At(timestamp(at)?),
-        (None, Some(valid_for)) => VoucherExpiry::AfterIssue(duration(valid_for)),
-        (None, None) => VoucherExpiry::Never,
-    };
-    let price = match (
-        get::<Option<i64>>(row, 12)?,
-        get::<Option<String>>(row, 13)?,
-    ) {
-        (Some(amount), Some(currency)) => Some(
-            Currency::parse(&currency)
-                .and_then(|currency| Money::new(amount, currency))
-                .map_err(corrupt)?,
-        ),
-        _ => None,
-    };
-    let trigger: String = get(row, 16)?;
-    let lifecycle: String = get(row, 21)?;
-    let spec = CampaignSpec {
+/// A campaign row with its tiers, read separately from `campaign_tiers` as
+/// (until_rank, discount_percent) in rank order.
+pub(crate) fn campaign(
+    row: &Row<'_>,
+    tiers: Vec<(i64, i64)>,
+) -> Result<CampaignRecord, StoreError> {
+    CampaignValues {
+        id: parse_id(&get::<String>(row, 0)?)?,
+        tenant_id: parse_id(&get::<String>(row, 1)?)?,
         name: get(row, 2)?,
         message: get(row, 3)?,
         description: get(row, 4)?,
         terms: get(row, 5)?,
-        kind: CampaignKind::parse(&kind).map_err(corrupt)?,
-        supply,
+        kind: get(row, 6)?,
+        supply: get(row, 7)?,
         starts_at: optional_timestamp(get(row, 8)?)?,
         ends_at: optional_timestamp(get(row, 9)?)?,
-        voucher_expiry,
-        price,
-        tiers: Tiers::new(tiers, supply).map_err(corrupt)?,
-        per_user_limit: count(get(row, 14)?)?,
-        daily_limit_group: get::<Option<String>>(row, 15)?
-            .as_deref()
-            .map(LimitGroup::parse)
-            .transpose()
-            .map_err(corrupt)?,
-        trigger: Trigger::parse(&trigger).map_err(corrupt)?,
-        reservation_ttl: duration(get(row, 17)?),
-        lock_ttl: duration(get(row, 18)?),
-        redemptions_max: count(get(row, 19)?)?,
-        codes: match get::<Option<String>>(row, 20)? {
-            Some(pattern) => CodeSource::Pattern(CodePattern::parse(&pattern).map_err(corrupt)?),
-            None => CodeSource::Upload,
-        },
-    };
-    Ok(CampaignRecord {
-        id: parse_id(&get::<String>(row, 0)?)?,
-        tenant_id: parse_id(&get::<String>(row, 1)?)?,
-        spec,
-        lifecycle: Lifecycle::parse(&lifecycle)
-            .ok_or_else(|| corrupt(format!("lifecycle {lifecycle:?}")))?,
-        voucher_count: count(get(row, 22)?)?,
+        voucher_expires_at: optional_timestamp(get(row, 10)?)?,
+        voucher_valid_for_ms: get(row, 11)?,
+        price_amount: get(row, 12)?,
+        price_currency: get(row, 13)?,
+        per_user_limit: get(row, 14)?,
+        daily_limit_group: get(row, 15)?,
+        trigger: get(row, 16)?,
+        reservation_ttl_ms: get(row, 17)?,
+        lock_ttl_ms: get(row, 18)?,
+        redemptions_max: get(row, 19)?,
+        code_pattern: get(row, 20)?,
+        lifecycle: get(row, 21)?,
+        voucher_count: get(row, 22)?,
         created_at: timestamp(get(row, 23)?)?,
         published_at: optional_timestamp(get(row, 24)?)?,
-    })
+        tiers,
+    }
+    .into_record()
 }
 
 /// A campaign's columns in [`CAMPAIGN_COLUMNS`] order, for inserting.
 pub(crate) fn campaign_values(campaign: &CampaignRecord) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value;
-    let spec = &campaign.spec;
-    let text = |text: &str| Value::Text(text.to_owned());
+    let values = CampaignValues::of(campaign);
+    let text = |text: String| Value::Text(text);
+    let optional_text = |text: Option<String>| text.map_or(Value::Null, Value::Text);
     let optional_integer = |value: Option<i64>| value.map_or(Value::Null, Value::Integer);
-    let (expires_at, valid_for) = match spec.voucher_expiry {
-        VoucherExpiry::Never => (None, None),
-        VoucherExpiry::At(at) => (Some(millis(at)), None),
-        VoucherExpiry::AfterIssue(valid_for) => (None, Some(valid_for.as_millis() as i64)),
-    };
+    let optional_millis = |at: Option<Timestamp>| optional_integer(optional_millis(at));
     vec![
-        text(&campaign.id.to_string()),
-        text(&campaign.tenant_id.to_string()),
-        text(&spec.name),
-        text(&spec.message),
-        text(&spec.description),
-        text(&spec.terms),
-        text(spec.kind.as_str()),
-        optional_integer(spec.supply.limit().map(i64::from)),
-        optional_integer(optional_millis(spec.starts_at)),
-        optional_integer(optional_millis(spec.ends_at)),
-        optional_integer(expires_at),
-        optional_integer(valid_for),
-        optional_integer(spec.price.map(|price| price.amount)),
-        spec.price
-            .map_or(Value::Null, |price| text(price.currency.as_str())),
-        Value::Integer(i64::from(spec.per_user_limit)),
-        spec.daily_limit_group
-            .as_ref()
-            .map_or(Value::Null, |group| text(group.as_str())),
-        text(spec.trigger.as_str()),
-        Value::Integer(spec.reservation_ttl.as_millis() as i64),
-        Value::Integer(spec.lock_ttl.as_millis() as i64),
-        Value::Integer(i64::from(spec.redemptions_max)),
-        spec.code_pattern()
-            .map_or(Value::Null, |pattern| text(pattern.as_str())),
-        text(campaign.lifecycle.as_str()),
-        Value::Integer(i64::from(campaign.voucher_count)),
-        Value::Integer(millis(campaign.created_at)),
-        optional_integer(optional_millis(campaign.published_at)),
+        text(values.id.to_string()),
+        text(values.tenant_id.to_string()),
+        text(values.name),
+        text(values.message),
+        text(values.description),
+        text(values.terms),
+        text(values.kind),
+        optional_integer(values.supply),
+        optional_millis(values.starts_at),
+        optional_millis(values.ends_at),
+        optional_millis(values.voucher_expires_at),
+        optional_integer(values.voucher_valid_for_ms),
+        optional_integer(values.price_amount),
+        optional_text(values.price_currency),
+        Value::Integer(values.per_user_limit),
+        optional_text(values.daily_limit_group),
+        text(values.trigger),
+        Value::Integer(values.reservation_ttl_ms),
+        Value::Integer(values.lock_ttl_ms),
+        Value::Integer(values.redemptions_max),
+        optional_text(values.code_pattern),
+        text(values.lifecycle),
+        Value::Integer(values.voucher_count),
+        Value::Integer(millis(values.created_at)),
+        optional_millis(values.published_at),
     ]
 }

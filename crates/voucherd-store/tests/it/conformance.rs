@@ -14,8 +14,7 @@ use voucherd_store::model::{
     LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
     VoucherTarget,
 };
-use voucherd_store::sqlite::OsEntropy;
-use voucherd_store::{Store, StoreError};
+use voucherd_store::{OsEntropy, Store, StoreError};
 
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 #[macro_export]
@@ -474,6 +473,19 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
             .voucher_count,
         2,
         "nothing added"
+    );
+    let filled = store
+        .add_codes(second.id, &codes(&["B2", "B3", "B4", "A1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        filled,
+        AddCodesOutcome::Added {
+            added: 3,
+            duplicates: codes(&["A1"]),
+            voucher_count: 4
+        },
+        "a duplicate past the last free rank is a duplicate, not over the supply"
     );
     let unknown = CampaignId::from_uuid(uuid::Uuid::new_v4());
     assert_eq!(

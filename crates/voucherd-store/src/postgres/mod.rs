@@ -1,0 +1,306 @@
+//! The PostgreSQL backend, for several stateless nodes on one database: a
+//! bounded pool of pipelined connections (tokio-postgres' binary protocol),
+//! every operation one statement where it can be, and claims decided a
+//! batch per statement with `FOR UPDATE SKIP LOCKED` so that nodes claiming
+//! from one campaign do not queue behind each other.
+//!
+//! - `connection`: pools, error sorting and migrations.
+//! - `claims` with `claim_batch.sql`: deciding claims.
+//! - `campaigns`, `vouchers`, `idempotency`: the other operations.
+//! - `rows`: rows to records.
+
+mod campaigns;
+mod claims;
+mod connection;
+mod idempotency;
+mod rows;
+mod vouchers;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use voucherd_core::Timestamp;
+use voucherd_core::campaign::Lifecycle;
+use voucherd_core::code::VoucherCode;
+use voucherd_core::ids::{CampaignId, TenantId, UserId};
+
+use self::connection::{Pools, Side, database};
+use self::rows::{TENANT_COLUMNS, stored};
+use crate::model::{
+    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
+    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
+};
+use crate::{Store, StoreResult};
+
+/// How a PostgreSQL store connects.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A `postgres://` URL or `key=value` string. Several hosts with
+    /// `target_session_attrs=read-write` follow a failover to whichever is
+    /// primary; settings in the URL win over the timeouts below.
+    pub url: String,
+    /// A replica for reports and exports, which tolerate its lag; `None`
+    /// reads everything from `url`. What a user acts on next (their
+    /// vouchers, stored responses, campaigns) is always read from `url`.
+    pub read_url: Option<String>,
+    /// Connections per pool at most (the replica has its own pool).
+    pub pool_max: usize,
+    /// How long a caller waits for a free connection before the store
+    /// answers Unavailable.
+    pub pool_wait_timeout: Duration,
+    /// How long connecting to one host may take.
+    pub connect_timeout: Duration,
+    /// How long the server lets one statement run (`statement_timeout`);
+    /// a claim waiting on another node's transaction waits at most this.
+    pub query_timeout: Duration,
+}
+
+impl PostgresConfig {
+    pub fn new(url: impl Into<String>) -> PostgresConfig {
+        PostgresConfig {
+            url: url.into(),
+            read_url: None,
+            pool_max: 16,
+            pool_wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PostgresStore {
+    pools: Pools,
+}
+
+impl PostgresStore {
+    /// Migrates the database (safe with several nodes starting at once) and
+    /// opens the pools. Fails with Unavailable when the database cannot be
+    /// reached; once connected, the store reconnects by itself.
+    pub async fn connect(config: &PostgresConfig) -> StoreResult<PostgresStore> {
+        let applied = migrate(config).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied PostgreSQL migrations");
+        }
+        Ok(PostgresStore {
+            pools: Pools::open(config)?,
+        })
+    }
+
+    /// Closes the pools: connections in use finish their work, then every
+    /// connection is closed and later calls answer Closed.
+    pub fn close(&self) {
+        self.pools.close();
+    }
+}
+
+/// Applies pending migrations without serving; answers the versions applied.
+pub async fn migrate(config: &PostgresConfig) -> StoreResult<Vec<i64>> {
+    connection::migrate(config).await
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                client.simple_query("SELECT 1").await.map_err(database)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                let rate_limit = tenant.rate_limit_per_second.map(rows::integer);
+                client
+                    .execute(
+                        &format!(
+                            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                        ),
+                        &[
+                            tenant.id.as_uuid(),
+                            &tenant.name,
+                            &tenant.signing_key,
+                            &tenant.time_zone,
+                            &rate_limit,
+                            &stored(tenant.created_at),
+                        ],
+                    )
+                    .await
+                    .map_err(database)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                client
+                    .query(
+                        &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at, id"),
+                        &[],
+                    )
+                    .await
+                    .map_err(database)?
+                    .iter()
+                    .map(rows::tenant)
+                    .collect()
+            })
+            .await
+    }
+
+    async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::insert(client, campaign).await
+            })
+            .await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                Ok(campaigns::select(client, Some(id)).await?.pop())
+            })
+            .await
+    }
+
+    async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::select(client, None).await
+            })
+            .await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+    ) -> StoreResult<AddCodesOutcome> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::add_codes(client, campaign_id, codes).await
+            })
+            .await
+    }
+
+    async fn change_lifecycle(
+        &self,
+        campaign_id: CampaignId,
+        from: Lifecycle,
+        to: Lifecycle,
+        now: Timestamp,
+    ) -> StoreResult<LifecycleOutcome> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::change_lifecycle(client, campaign_id, from, to, now).await
+            })
+            .await
+    }
+
+    async fn claim_batch(
+        &self,
+        claims: Vec<ClaimRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StoreResult<ClaimOutcome>>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                claims::claim_batch(client, &claims, now).await
+            })
+            .await
+    }
+
+    async fn vouchers_of_user(
+        &self,
+        tenant_id: TenantId,
+        user_id: &UserId,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                vouchers::of_user(client, tenant_id, user_id).await
+            })
+            .await
+    }
+
+    async fn vouchers_page(
+        &self,
+        campaign_id: CampaignId,
+        after_rank: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<VoucherRecord>> {
+        self.pools
+            .run(Side::Replica, async |client| {
+                vouchers::page(client, campaign_id, after_rank, limit).await
+            })
+            .await
+    }
+
+    async fn act_on_voucher(
+        &self,
+        target: &VoucherTarget,
+        action: VoucherAction,
+        now: Timestamp,
+    ) -> StoreResult<VoucherOutcome> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                vouchers::act(client, target, action, now).await
+            })
+            .await
+    }
+
+    async fn expire_locks(&self, now: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                vouchers::expire_locks(client, now, limit).await
+            })
+            .await
+    }
+
+    async fn campaign_counts(
+        &self,
+        campaign_id: CampaignId,
+        rank_ranges: &[(u32, u32)],
+    ) -> StoreResult<CampaignCounts> {
+        self.pools
+            .run(Side::Replica, async |client| {
+                campaigns::counts(client, campaign_id, rank_ranges).await
+            })
+            .await
+    }
+
+    async fn stored_response(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> StoreResult<Option<StoredResponse>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                idempotency::find(client, scope).await
+            })
+            .await
+    }
+
+    async fn store_response(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> StoreResult<StoredResponse> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                idempotency::keep(client, scope, response).await
+            })
+            .await
+    }
+
+    async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                idempotency::forget(client, before, limit).await
+            })
+            .await
+    }
+}
