@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignSpec, CampaignStatus, ClaimRefusal, Lifecycle, Supply};
 use voucherd_core::ids::{CampaignId, TenantId};
-use voucherd_store::model::CampaignRecord;
+use voucherd_store::model::{CampaignRecord, CampaignState};
 
 /// `remaining` of an unlimited campaign.
 const UNLIMITED: i64 = i64::MAX;
@@ -23,16 +23,10 @@ const UNLIMITED: i64 = i64::MAX;
 pub struct CampaignEntry {
     /// The campaign as created; its lifecycle fields are kept in `state`.
     pub record: CampaignRecord,
+    /// Lifecycle and size, which change after creation.
     state: RwLock<CampaignState>,
     /// Available vouchers as far as this node knows.
     remaining: AtomicI64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CampaignState {
-    lifecycle: Lifecycle,
-    published_at: Option<Timestamp>,
-    voucher_count: u32,
 }
 
 /// A consistent copy of a campaign's changing parts.
@@ -65,6 +59,7 @@ impl CampaignEntry {
         };
         CampaignEntry {
             state: RwLock::new(CampaignState {
+                id: record.id,
                 lifecycle: record.lifecycle,
                 published_at: record.published_at,
                 voucher_count: record.voucher_count,
@@ -87,7 +82,10 @@ impl CampaignEntry {
     }
 
     fn state(&self) -> CampaignState {
-        *self.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
@@ -129,6 +127,11 @@ impl CampaignEntry {
         if lifecycle != Lifecycle::Draft && state.published_at.is_none() {
             state.published_at = Some(now);
         }
+    }
+
+    /// Takes the lifecycle and size another node gave the campaign.
+    pub fn follow(&self, state: &CampaignState) {
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = state.clone();
     }
 
     pub fn set_voucher_count(&self, voucher_count: u32) {

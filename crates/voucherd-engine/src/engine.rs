@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use prometheus_client::registry::Registry;
-use voucherd_core::campaign::{CampaignSpec, CodeSource, Lifecycle, Supply, Trigger};
+use voucherd_core::campaign::{
+    CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Supply, Trigger,
+};
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
@@ -531,6 +533,42 @@ impl Engine {
         response: &StoredResponse,
     ) -> Result<StoredResponse, EngineError> {
         Ok(self.store.store_response(scope, response).await?)
+    }
+
+    /// Catches memory up with the store: campaigns other nodes created or
+    /// changed, what is left of each running campaign, and the tenants. On
+    /// one node this only corrects drift; on several it is how a campaign
+    /// paused or sold out on one node is answered from memory on the others.
+    pub async fn refresh_once(&self) -> Result<(), EngineError> {
+        self.reload_tenants().await?;
+        let now = self.now();
+        let mut running = Vec::new();
+        for state in self.store.campaign_states().await? {
+            let entry = match self.campaigns.get(state.id) {
+                Some(entry) => entry,
+                None => {
+                    let Some(record) = self.store.campaign(state.id).await? else {
+                        continue;
+                    };
+                    let available = self.available(&record).await?;
+                    let entry = Arc::new(CampaignEntry::new(record, available));
+                    self.campaigns.insert(entry.clone());
+                    entry
+                }
+            };
+            entry.follow(&state);
+            let limited = entry.spec().supply != Supply::Unlimited;
+            let status = entry.view().status(now);
+            if limited && matches!(status, CampaignStatus::Live | CampaignStatus::Paused) {
+                running.push(state.id);
+            }
+        }
+        for (id, available) in self.store.available_counts(&running).await? {
+            if let Some(entry) = self.campaigns.get(id) {
+                entry.set_available(available);
+            }
+        }
+        Ok(())
     }
 
     /// One sweep of the expiry worker: locks past their time back to issued,

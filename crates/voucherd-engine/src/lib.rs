@@ -7,7 +7,7 @@
 //! - [`campaigns`] is the memory that answers sold out, not started, ended
 //!   and paused without touching the store.
 //! - [`tenants`] holds each tenant's key, time zone and rate limiter.
-//! - [`sweeper`] runs the expiry step on a timer; [`clock`] is where the
+//! - [`workers`] runs the expiry and refresh steps on timers; [`clock`] is where the
 //!   time comes from, so tests can move it.
 
 pub mod campaigns;
@@ -16,8 +16,8 @@ pub mod clock;
 mod engine;
 mod error;
 pub mod metrics;
-pub mod sweeper;
 pub mod tenants;
+pub mod workers;
 
 pub use crate::claims::{ClaimAnswer, ClaimLimits, Refusal};
 pub use crate::engine::{CodesAdded, Engine, EngineConfig, Report, SweepReport, TierCounts};

@@ -14,9 +14,9 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, TenantId, UserId};
 
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
-    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
+    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -99,6 +99,19 @@ impl Store for FaultyStore {
     async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
         self.check()?;
         self.inner.campaigns().await
+    }
+
+    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
+        self.check()?;
+        self.inner.campaign_states().await
+    }
+
+    async fn available_counts(
+        &self,
+        campaign_ids: &[CampaignId],
+    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        self.check()?;
+        self.inner.available_counts(campaign_ids).await
     }
 
     async fn add_codes(

@@ -36,9 +36,9 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, TenantId, UserId};
 
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
-    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
+    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 
 /// Why a store operation failed, as opposed to the outcomes it answers with.
@@ -83,6 +83,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>>;
     /// Every campaign, for the engine's memory.
     async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>>;
+    /// The lifecycle and size of every campaign: what a node needs to follow
+    /// the others.
+    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>>;
+    /// How many vouchers of each campaign are available now.
+    async fn available_counts(
+        &self,
+        campaign_ids: &[CampaignId],
+    ) -> StoreResult<Vec<(CampaignId, u64)>>;
     /// Adds codes to a draft campaign as vouchers of the next ranks, all or
     /// nothing; codes the tenant already has are reported, not added.
     async fn add_codes(

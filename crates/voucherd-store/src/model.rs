@@ -65,6 +65,15 @@ impl VoucherRecord {
     }
 }
 
+/// The changing part of a campaign, which nodes follow in each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignState {
+    pub id: CampaignId,
+    pub lifecycle: Lifecycle,
+    pub voucher_count: u32,
+    pub published_at: Option<Timestamp>,
+}
+
 /// One user's claim on one campaign, with everything the store needs to
 /// decide it inside the batch's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +311,7 @@ pub struct OrderRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckoutOutcome {
-    Accepted(OrderRecord),
+    Accepted(Box<OrderRecord>),
     /// No such reservation for this caller (or it was released).
     NotFound,
     Expired,

@@ -42,9 +42,20 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Where the embedded SQLite database lives.
+    /// Where the embedded SQLite database lives (and, with PostgreSQL, the
+    /// payment key).
     #[arg(long, default_value = "./voucherd-data", env = "VOUCHERD_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded store: a `postgres://` URL;
+    /// several hosts with `target_session_attrs=read-write` follow a failover.
+    #[arg(long, env = "VOUCHERD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A read-only replica for reports and exports.
+    #[arg(long, env = "VOUCHERD_DATABASE_READ_URL", requires = "database_url")]
+    pub database_read_url: Option<String>,
+    /// PostgreSQL connections per pool at most.
+    #[arg(long, default_value_t = 16)]
+    pub database_pool_max: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,6 +82,14 @@ pub struct ServeArgs {
     /// How often expired locks are swept.
     #[arg(long, default_value_t = 1_000)]
     pub sweep_period_ms: u64,
+    /// How often memory catches up with the store (what other nodes did).
+    #[arg(long, default_value_t = 500)]
+    pub refresh_period_ms: u64,
+    /// Claim batches committed at once; more than one overlaps commits on
+    /// a remote database at the cost of strict first come, first served
+    /// between batches.
+    #[arg(long, default_value_t = 1)]
+    pub claim_batches_in_flight: usize,
 }
 
 impl ServeArgs {

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             None => serve::serve(ServeArgs::with_defaults(true)).await,
             Some(Command::Serve(args)) => serve::serve(args).await,
-            Some(Command::Migrate(args)) => storage::migrate(&args),
+            Some(Command::Migrate(args)) => storage::migrate(&args).await,
             Some(Command::Token(args)) => tenancy::print_token(args).await,
             Some(Command::Tenant(TenantCommand::Create(args))) => {
                 tenancy::create_tenant(args).await

@@ -11,25 +11,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_engine::clock::SystemClock;
-use voucherd_engine::sweeper::run_sweeper;
+use voucherd_engine::workers::run_periodically;
 use voucherd_engine::{ClaimLimits, Engine, EngineConfig};
 use voucherd_http::HttpConfig;
 use voucherd_http::auth::{Role, mint};
 
 use crate::cli::ServeArgs;
 use crate::demo::ensure_demo_campaign;
-use crate::storage::{DATABASE_FILE, open_store};
+use crate::storage::{describe, open_store};
 use crate::tenancy::ensure_development_tenant;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store)?;
+    let store = open_store(&args.store).await?;
     let development = ensure_development_tenant(&*store).await?;
     let config = EngineConfig {
         claims: ClaimLimits {
             claim_queue_max: args.claim_queue_max,
             claim_batch_max: args.claim_batch_max,
             claim_batch_linger: Duration::from_micros(args.claim_batch_linger_us),
-            ..ClaimLimits::default()
+            claim_batches_in_flight: args.claim_batches_in_flight.max(1),
         },
         ..EngineConfig::default()
     };
@@ -52,10 +52,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
 
     let (stop, stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(run_sweeper(
-        engine.clone(),
+    let sweeper = tokio::spawn(run_periodically(
+        "sweeper",
         Duration::from_millis(args.sweep_period_ms.max(10)),
+        wait_for(stopped.clone()),
+        {
+            let engine = engine.clone();
+            move || {
+                let engine = engine.clone();
+                async move { engine.sweep_once(engine.now()).await }
+            }
+        },
+    ));
+    let refresher = tokio::spawn(run_periodically(
+        "refresher",
+        Duration::from_millis(args.refresh_period_ms.max(10)),
         wait_for(stopped),
+        {
+            let engine = engine.clone();
+            move || {
+                let engine = engine.clone();
+                async move { engine.refresh_once().await }
+            }
+        },
     ));
 
     let now = Timestamp::now();
@@ -63,10 +82,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = mint(&development, Role::Admin, None, now, ttl);
     let service = mint(&development, Role::Service, None, now, ttl);
     println!("voucherd listening on http://{address}");
-    println!(
-        "database {}",
-        args.store.data_dir.join(DATABASE_FILE).display()
-    );
+    println!("database {}", describe(&args.store));
     println!("development tenant {}", development.id);
     println!("export VOUCHERD_ADMIN_TOKEN={admin}");
     println!("export VOUCHERD_SERVICE_TOKEN={service}");
@@ -98,7 +114,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every request has been answered, so every batch it waited for has
     // committed; the workers can stop.
     let _ = stop.send(true);
-    let _ = sweeper.await;
+    let _ = tokio::join!(sweeper, refresher);
     tracing::info!("stopped");
     Ok(())
 }

@@ -65,7 +65,7 @@ pub fn role(role: RoleArg) -> Role {
 }
 
 pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store)?;
+    let store = open_store(&args.store).await?;
     let tenant = match &args.tenant {
         Some(id) => {
             let id: TenantId = id
@@ -105,7 +105,7 @@ pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
 }
 
 pub async fn create_tenant(args: TenantCreateArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store)?;
+    let store = open_store(&args.store).await?;
     let tenant = new_tenant(&args.name, &args.time_zone, args.rate_limit_per_second)?;
     store
         .insert_tenant(&tenant)

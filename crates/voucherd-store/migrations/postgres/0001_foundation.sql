@@ -15,7 +15,7 @@
 
 CREATE TABLE tenants (
     id uuid PRIMARY KEY,
-    name text NOT NULL,
+    name text NOT NULL UNIQUE,
     signing_key bytea NOT NULL CHECK (octet_length(signing_key) >= 32),
     time_zone text NOT NULL,
     rate_limit_per_second integer CHECK (rate_limit_per_second IS NULL OR rate_limit_per_second > 0),

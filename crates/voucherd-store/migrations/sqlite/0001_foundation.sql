@@ -3,7 +3,7 @@
 
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
     signing_key BLOB NOT NULL CHECK (length(signing_key) >= 32),
     time_zone TEXT NOT NULL,
     rate_limit_per_second INTEGER CHECK (rate_limit_per_second IS NULL OR rate_limit_per_second > 0),

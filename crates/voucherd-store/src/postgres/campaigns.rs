@@ -12,7 +12,7 @@ use super::connection::{database, is_race};
 use super::rows::{self, CAMPAIGN_COLUMNS, CAMPAIGN_WITH_TIERS, get, stored, stored_optional};
 use crate::StoreResult;
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, LifecycleOutcome, StateCounts,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, LifecycleOutcome, StateCounts,
 };
 use crate::stored::{CampaignValues, corrupt, count};
 
@@ -329,4 +329,54 @@ pub(crate) async fn counts(
         by_rank_range: ranges,
         claims_per_second,
     })
+}
+
+pub(crate) async fn states(client: &ClientWrapper) -> StoreResult<Vec<CampaignState>> {
+    let statement = client
+        .prepare_cached("SELECT id, lifecycle, voucher_count, published_at FROM campaigns")
+        .await
+        .map_err(database)?;
+    client
+        .query(&statement, &[])
+        .await
+        .map_err(database)?
+        .iter()
+        .map(|row| {
+            let lifecycle: String = get(row, 1)?;
+            Ok(CampaignState {
+                id: CampaignId::from_uuid(get(row, 0)?),
+                lifecycle: Lifecycle::parse(&lifecycle).ok_or_else(|| corrupt(&lifecycle))?,
+                voucher_count: count(get(row, 2)?)?,
+                published_at: get(row, 3)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn available_counts(
+    client: &ClientWrapper,
+    campaign_ids: &[CampaignId],
+) -> StoreResult<Vec<(CampaignId, u64)>> {
+    let ids: Vec<uuid::Uuid> = campaign_ids.iter().map(|id| *id.as_uuid()).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT campaign.id, (SELECT count(*) FROM vouchers
+                                  WHERE campaign_id = campaign.id AND state = 'available')
+             FROM unnest($1::uuid[]) AS campaign (id)",
+        )
+        .await
+        .map_err(database)?;
+    client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(database)?
+        .iter()
+        .map(|row| {
+            let available: i64 = get(row, 1)?;
+            Ok((
+                CampaignId::from_uuid(get(row, 0)?),
+                u64::try_from(available).map_err(corrupt)?,
+            ))
+        })
+        .collect()
 }

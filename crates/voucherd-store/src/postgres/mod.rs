@@ -27,9 +27,9 @@ use voucherd_core::ids::{CampaignId, TenantId, UserId};
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
-    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
+    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreResult};
 
@@ -173,6 +173,25 @@ impl Store for PostgresStore {
         self.pools
             .run(Side::Primary, async |client| {
                 campaigns::select(client, None).await
+            })
+            .await
+    }
+
+    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::states(client).await
+            })
+            .await
+    }
+
+    async fn available_counts(
+        &self,
+        campaign_ids: &[CampaignId],
+    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::available_counts(client, campaign_ids).await
             })
             .await
     }

@@ -13,7 +13,7 @@ use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS};
 use crate::StoreResult;
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, LifecycleOutcome, StateCounts,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, LifecycleOutcome, StateCounts,
 };
 
 /// How many seconds of claim history a report shows.
@@ -293,4 +293,47 @@ pub(crate) fn counts(
         by_rank_range,
         claims_per_second,
     })
+}
+
+pub(crate) fn states(connection: &Connection) -> StoreResult<Vec<CampaignState>> {
+    let mut statement = connection
+        .prepare_cached("SELECT id, lifecycle, voucher_count, published_at FROM campaigns")
+        .map_err(database)?;
+    let mut found = statement.query([]).map_err(database)?;
+    let mut states = Vec::new();
+    while let Some(row) = found.next().map_err(database)? {
+        let id: String = row.get(0).map_err(database)?;
+        let lifecycle: String = row.get(1).map_err(database)?;
+        let voucher_count: i64 = row.get(2).map_err(database)?;
+        let published_at: Option<i64> = row.get(3).map_err(database)?;
+        states.push(CampaignState {
+            id: id
+                .parse()
+                .map_err(|_| rows::corrupt(format!("bad id {id:?}")))?,
+            lifecycle: Lifecycle::parse(&lifecycle).ok_or_else(|| rows::corrupt(&lifecycle))?,
+            voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
+            published_at: published_at.map(rows::timestamp).transpose()?,
+        });
+    }
+    Ok(states)
+}
+
+pub(crate) fn available_counts(
+    connection: &Connection,
+    campaign_ids: &[CampaignId],
+) -> StoreResult<Vec<(CampaignId, u64)>> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT count(*) FROM vouchers WHERE campaign_id = ?1 AND state = 'available'",
+        )
+        .map_err(database)?;
+    campaign_ids
+        .iter()
+        .map(|id| {
+            let available: i64 = statement
+                .query_row([id.to_string()], |row| row.get(0))
+                .map_err(database)?;
+            Ok((*id, u64::try_from(available).map_err(rows::corrupt)?))
+        })
+        .collect()
 }

@@ -26,9 +26,9 @@ use self::readers::Readers;
 use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
-    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
+    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -155,6 +155,22 @@ impl Store for SqliteStore {
     async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
         self.readers
             .run(|connection| campaigns::select(connection, "1 = 1", &[]))
+            .await
+    }
+
+    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
+        self.readers
+            .run(|connection| campaigns::states(connection))
+            .await
+    }
+
+    async fn available_counts(
+        &self,
+        campaign_ids: &[CampaignId],
+    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        let campaign_ids = campaign_ids.to_vec();
+        self.readers
+            .run(move |connection| campaigns::available_counts(connection, &campaign_ids))
             .await
     }
 

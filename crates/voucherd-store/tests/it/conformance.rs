@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             responses_are_kept_first_writer_wins_and_forgotten,
             counts_by_state_rank_range_and_second,
             listings_page_by_rank_and_user,
+            nodes_can_follow_campaign_states_and_availability,
             the_reference_model_agrees_on_random_histories
         );
     };
@@ -59,9 +60,10 @@ pub fn user(name: &str) -> UserId {
 }
 
 pub async fn new_tenant(store: &Arc<dyn Store>) -> TenantId {
+    let id = TenantId::from_uuid(uuid::Uuid::new_v4());
     let tenant = Tenant {
-        id: TenantId::from_uuid(uuid::Uuid::new_v4()),
-        name: "conformance".into(),
+        id,
+        name: format!("conformance-{id}"),
         signing_key: vec![7; 32],
         time_zone: "UTC".into(),
         rate_limit_per_second: None,
@@ -906,4 +908,34 @@ pub async fn listings_page_by_rank_and_user(store: Arc<dyn Store>) {
 
 pub async fn the_reference_model_agrees_on_random_histories(store: Arc<dyn Store>) {
     crate::model::check_random_histories(store).await;
+}
+
+pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let live = live_campaign(&store, tenant_id, coupon(Some(3))).await;
+    let draft = draft_campaign(&store, tenant_id, coupon(Some(2))).await;
+    let now = at(NOON);
+    claim_all(&store, vec![claim(&live, "pia", now)], now).await;
+    let states = store.campaign_states().await.unwrap();
+    let state_of = |id| {
+        states
+            .iter()
+            .find(|state| state.id == id)
+            .expect("every campaign has a state")
+    };
+    let live_state = state_of(live.id);
+    assert_eq!(
+        (live_state.lifecycle, live_state.voucher_count),
+        (Lifecycle::Live, 3)
+    );
+    assert_eq!(live_state.published_at, live.published_at);
+    assert_eq!(
+        (
+            state_of(draft.id).lifecycle,
+            state_of(draft.id).voucher_count
+        ),
+        (Lifecycle::Draft, 0)
+    );
+    let available = store.available_counts(&[live.id, draft.id]).await.unwrap();
+    assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
 }
