@@ -160,7 +160,7 @@ impl Store for SqliteStore {
 
     async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
         self.readers
-            .run(|connection| campaigns::states(connection))
+            .run(campaigns::states)
             .await
     }
 
