@@ -12,8 +12,9 @@ use voucherd_core::ids::{CampaignId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::Store;
 use voucherd_store::model::{
-    AddCodesOutcome, CampaignRecord, IdempotencyScope, LifecycleOutcome, StateCounts,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, CampaignRecord, CampaignState, IdempotencyScope, LifecycleOutcome,
+    StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
 };
 use voucherd_store::sqlite::OsEntropy;
 
@@ -209,12 +210,12 @@ impl Engine {
         Ok(entry.view())
     }
 
-    pub fn campaign(
+    pub async fn campaign(
         &self,
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
-        Ok(self.entry(tenant_id, id)?.view())
+        Ok(self.known_entry(tenant_id, id).await?.view())
     }
 
     /// Every campaign of the tenant, oldest first.
@@ -245,7 +246,7 @@ impl Engine {
         upload: Vec<VoucherCode>,
         generate: u32,
     ) -> Result<CodesAdded, EngineError> {
-        let entry = self.entry(tenant_id, id)?;
+        let entry = self.known_entry(tenant_id, id).await?;
         let total = u64::from(generate) + upload.len() as u64;
         if total > u64::from(self.config.codes_per_request_max) {
             return Err(EngineError::Invalid(
@@ -304,7 +305,7 @@ impl Engine {
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
-        let entry = self.entry(tenant_id, id)?;
+        let entry = self.known_entry(tenant_id, id).await?;
         if entry.lifecycle() == Lifecycle::Draft {
             self.generate_missing_codes(&entry).await?;
         }
@@ -355,7 +356,7 @@ impl Engine {
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
-        let entry = self.entry(tenant_id, id)?;
+        let entry = self.known_entry(tenant_id, id).await?;
         self.change_lifecycle(&entry, Lifecycle::Live, Lifecycle::Paused)
             .await
     }
@@ -365,7 +366,7 @@ impl Engine {
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
-        let entry = self.entry(tenant_id, id)?;
+        let entry = self.known_entry(tenant_id, id).await?;
         self.change_lifecycle(&entry, Lifecycle::Paused, Lifecycle::Live)
             .await
     }
@@ -410,6 +411,59 @@ impl Engine {
         }
     }
 
+    /// A campaign in memory, or, when another node created it since the last
+    /// refresh, read from the store into memory.
+    async fn known_entry(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<Arc<CampaignEntry>, EngineError> {
+        if self.campaigns.get(id).is_none() {
+            self.load_entry(id).await?;
+        }
+        self.entry(tenant_id, id)
+    }
+
+    /// Reads a campaign from the store into memory, or updates memory's copy.
+    async fn load_entry(&self, id: CampaignId) -> Result<(), EngineError> {
+        let record = self
+            .store
+            .campaign(id)
+            .await?
+            .ok_or(EngineError::NotFound("campaign"))?;
+        match self.campaigns.get(id) {
+            Some(entry) => entry.follow(&CampaignState {
+                id,
+                lifecycle: record.lifecycle,
+                voucher_count: record.voucher_count,
+                published_at: record.published_at,
+            }),
+            None => {
+                let available = self.available(&record).await?;
+                self.campaigns
+                    .insert(Arc::new(CampaignEntry::new(record, available)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The campaign as claims must see it. Memory answers, except for what
+    /// it cannot know yet: a campaign another node created, or published
+    /// since the last refresh, is read from the store.
+    async fn claimable_entry(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<Arc<CampaignEntry>, EngineError> {
+        if let Some(entry) = self.campaigns.get(id)
+            && entry.lifecycle() != Lifecycle::Draft
+        {
+            return self.entry(tenant_id, id);
+        }
+        self.load_entry(id).await?;
+        self.entry(tenant_id, id)
+    }
+
     /// A user's claim on a campaign.
     pub async fn claim(
         &self,
@@ -417,7 +471,7 @@ impl Engine {
         campaign_id: CampaignId,
         user_id: UserId,
     ) -> Result<ClaimAnswer, EngineError> {
-        let entry = self.entry(tenant_id, campaign_id)?;
+        let entry = self.claimable_entry(tenant_id, campaign_id).await?;
         if entry.spec().trigger == Trigger::FirstLogin {
             return Err(EngineError::conflict(
                 ConflictKind::LoginOnly,
@@ -468,7 +522,7 @@ impl Engine {
         after_rank: u32,
         limit: u32,
     ) -> Result<Vec<VoucherRecord>, EngineError> {
-        self.entry(tenant_id, id)?;
+        self.known_entry(tenant_id, id).await?;
         Ok(self.store.vouchers_page(id, after_rank, limit).await?)
     }
 
@@ -489,7 +543,7 @@ impl Engine {
     }
 
     pub async fn report(&self, tenant_id: TenantId, id: CampaignId) -> Result<Report, EngineError> {
-        let entry = self.entry(tenant_id, id)?;
+        let entry = self.known_entry(tenant_id, id).await?;
         let ranges = tier_ranges(entry.spec());
         let bounds: Vec<(u32, u32)> = ranges
             .iter()

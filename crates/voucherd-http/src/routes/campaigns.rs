@@ -104,7 +104,8 @@ pub async fn get(
 ) -> Result<Json<CampaignBody>, Problem> {
     let view = state
         .engine
-        .campaign(principal.tenant_id(), campaign_id(&id)?)?;
+        .campaign(principal.tenant_id(), campaign_id(&id)?)
+        .await?;
     Ok(Json(CampaignBody::new(&view, state.engine.now())))
 }
 
@@ -155,7 +156,8 @@ pub async fn add_codes(
         .await?;
     let supply = state
         .engine
-        .campaign(principal.tenant_id(), id)?
+        .campaign(principal.tenant_id(), id)
+        .await?
         .record
         .spec
         .supply

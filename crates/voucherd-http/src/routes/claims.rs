@@ -73,7 +73,10 @@ pub async fn claim(
         .engine
         .claim(principal.tenant_id(), campaign_id, user_id)
         .await?;
-    let view = state.engine.campaign(principal.tenant_id(), campaign_id)?;
+    let view = state
+        .engine
+        .campaign(principal.tenant_id(), campaign_id)
+        .await?;
     let spec = &view.record.spec;
     let now = state.engine.now();
     match answer {

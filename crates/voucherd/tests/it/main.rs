@@ -2,5 +2,7 @@
 
 mod burst;
 mod crash;
+mod database;
+mod nodes;
 mod server;
 mod shutdown;

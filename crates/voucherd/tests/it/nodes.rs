@@ -1,0 +1,332 @@
+//! Several `voucherd` nodes on one PostgreSQL database: exactly the supply
+//! across nodes, nodes following each other, a node killed, and the
+//! database restarted under them.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use crate::crash::assert_acknowledged_are_stored;
+use crate::database::{PrivateCluster, TestDatabase, server_url};
+use crate::server::TestServer;
+
+fn start_nodes(directory: &std::path::Path, database_url: &str, count: usize) -> Vec<TestServer> {
+    (0..count)
+        .map(|_| {
+            TestServer::start(
+                directory,
+                &["--database-url", database_url, "--refresh-period-ms", "200"],
+            )
+        })
+        .collect()
+}
+
+/// What a burst across nodes saw: every answer's status, and the bodies
+/// of the 201s.
+#[derive(Default)]
+struct Seen {
+    statuses: Vec<StatusCode>,
+    acknowledged: Vec<Value>,
+    failures: usize,
+}
+
+/// Sends `claims` claims for users `index % users`, claim `i` to node
+/// `i % nodes`, `connections` at a time.
+fn burst(
+    nodes: &[TestServer],
+    id: &str,
+    claims: usize,
+    users: usize,
+    connections: usize,
+) -> (
+    Arc<Mutex<Seen>>,
+    watch::Receiver<usize>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (counter, count) = watch::channel(0);
+    let counter = Arc::new(counter);
+    let gate = Arc::new(Semaphore::new(connections));
+    let targets: Vec<(reqwest::Client, String, String)> = nodes
+        .iter()
+        .map(|node| {
+            (
+                node.client.clone(),
+                node.url(&format!("/v1/campaigns/{id}/claims")),
+                node.service.clone(),
+            )
+        })
+        .collect();
+    let tasks = (0..claims)
+        .map(|index| {
+            let (client, url, token) = targets[index % targets.len()].clone();
+            let (seen, counter, gate) = (seen.clone(), counter.clone(), gate.clone());
+            tokio::spawn(async move {
+                let _connection = gate.acquire().await.unwrap();
+                let user = format!("node-user-{}", index % users);
+                let answer = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .json(&json!({"user_id": user}))
+                    .send()
+                    .await;
+                match answer {
+                    Err(_) => seen.lock().unwrap().failures += 1,
+                    Ok(response) => {
+                        let status = response.status();
+                        seen.lock().unwrap().statuses.push(status);
+                        if status == StatusCode::CREATED
+                            && let Ok(body) = response.json::<Value>().await
+                        {
+                            let total = {
+                                let mut seen = seen.lock().unwrap();
+                                seen.acknowledged.push(body);
+                                seen.acknowledged.len()
+                            };
+                            counter.send_replace(total);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    (seen, count, tasks)
+}
+
+async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Polls `check` on every node until it holds or `patience` runs out.
+async fn eventually(
+    nodes: &[TestServer],
+    patience: Duration,
+    check: impl Fn(&Value) -> bool,
+    path: &str,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for node in nodes {
+            let (_, body) = node.get(path, &node.service).await;
+            all &= check(&body);
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < patience,
+            "the nodes did not converge on {path} within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_issue_exactly_the_supply_and_follow_each_other() {
+    let database = TestDatabase::create(&server_url()).await;
+    let directory = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(directory.path(), &database.url, 3);
+    let id = nodes[0]
+        .live_campaign(json!({"name": "Across nodes", "kind": "coupon", "supply": 2_000}))
+        .await;
+    let (seen, _, tasks) = burst(&nodes, &id, 30_000, 15_000, 600);
+    finish(tasks).await;
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    assert_eq!(seen.failures, 0);
+    for status in &seen.statuses {
+        assert!(
+            matches!(
+                *status,
+                StatusCode::CREATED | StatusCode::OK | StatusCode::GONE
+            ),
+            "unexpected {status}"
+        );
+    }
+    assert_eq!(
+        seen.acknowledged.len(),
+        2_000,
+        "exactly the supply across three nodes"
+    );
+    let users: HashSet<&str> = seen
+        .acknowledged
+        .iter()
+        .map(|voucher| voucher["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2_000, "nobody twice");
+    let ranks: HashSet<u64> = seen
+        .acknowledged
+        .iter()
+        .map(|voucher| voucher["rank"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ranks, (1..=2_000).collect());
+    assert_eq!(
+        assert_acknowledged_are_stored(&nodes[1], &id, &seen.acknowledged).await,
+        2_000
+    );
+
+    // Sold out on every node's memory, then paused on one and seen paused
+    // on the others.
+    let path = format!("/v1/campaigns/{id}");
+    eventually(
+        &nodes,
+        Duration::from_secs(5),
+        |campaign| campaign["sold_out"] == true,
+        &path,
+    )
+    .await;
+    let other = nodes[2]
+        .live_campaign(json!({"name": "Pause me", "kind": "coupon", "supply": 10}))
+        .await;
+    let (status, _) = nodes[0]
+        .post(
+            &format!("/v1/campaigns/{other}/pause"),
+            &nodes[0].admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let took = eventually(
+        &nodes,
+        Duration::from_secs(5),
+        |campaign| campaign["state"] == "paused",
+        &format!("/v1/campaigns/{other}"),
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(2),
+        "paused everywhere within about a second: {took:?}"
+    );
+    for node in &nodes {
+        let (status, problem) = node
+            .post(
+                &format!("/v1/campaigns/{other}/claims"),
+                &node.service,
+                json!({"user_id": "late"}),
+            )
+            .await;
+        assert_eq!(
+            (status, problem["type"].as_str().unwrap().rsplit('/').next()),
+            (StatusCode::FORBIDDEN, Some("paused"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_mid_burst_loses_nothing_and_the_others_carry_on() {
+    let database = TestDatabase::create(&server_url()).await;
+    let directory = tempfile::tempdir().unwrap();
+    let mut nodes = start_nodes(directory.path(), &database.url, 3);
+    let id = nodes[0]
+        .live_campaign(json!({"name": "Kill one", "kind": "coupon", "supply": 50_000}))
+        .await;
+    let (seen, mut count, tasks) = burst(&nodes, &id, 12_000, 12_000, 300);
+    count.wait_for(|count| *count >= 1_500).await.unwrap();
+    nodes[1].kill();
+    finish(tasks).await;
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    assert!(seen.failures > 0, "the killed node stopped answering");
+    assert!(
+        seen.acknowledged.len() > 6_000,
+        "the other two nodes carried on: {}",
+        seen.acknowledged.len()
+    );
+    let stored = assert_acknowledged_are_stored(&nodes[0], &id, &seen.acknowledged).await;
+    assert!(stored >= seen.acknowledged.len());
+    let (status, _) = nodes[2]
+        .post(
+            &format!("/v1/campaigns/{id}/claims"),
+            &nodes[2].service,
+            json!({"user_id": "after"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_is_answered_503_and_the_nodes_recover_by_themselves() {
+    let cluster = PrivateCluster::start();
+    let directory = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(directory.path(), &cluster.url(), 2);
+    let supply = 3_000;
+    let id = nodes[0]
+        .live_campaign(json!({"name": "Restart", "kind": "coupon", "supply": supply}))
+        .await;
+    // Fewer claims than the supply, so that what the second burst gets
+    // proves the nodes work again.
+    let (seen, mut count, tasks) = burst(&nodes, &id, 2_500, 2_500, 100);
+    count.wait_for(|count| *count >= 500).await.unwrap();
+    cluster.stop_immediately();
+    // Claims sent while the database is down are answered, with 503.
+    let during: Vec<StatusCode> = futures::future::join_all((0..20).map(|index| {
+        let node = &nodes[index % nodes.len()];
+        let id = &id;
+        async move {
+            node.post(
+                &format!("/v1/campaigns/{id}/claims"),
+                &node.service,
+                json!({"user_id": format!("gap-{index}")}),
+            )
+            .await
+            .0
+        }
+    }))
+    .await;
+    assert!(
+        during.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "{during:?}"
+    );
+    assert!(
+        during
+            .iter()
+            .all(|status| *status == StatusCode::SERVICE_UNAVAILABLE || status.is_success()),
+        "{during:?}"
+    );
+    for node in &nodes {
+        let (ready, _) = node.get("/readyz", "").await;
+        assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    cluster.restart();
+    finish(tasks).await;
+    // The same processes answer again without being restarted.
+    let started = Instant::now();
+    for (index, node) in nodes.iter().enumerate() {
+        while node.get("/readyz", "").await.0 != StatusCode::OK {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "node {index} did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Enough claims to sell out what is left, through both nodes.
+    let (after, _, tasks) = burst(&nodes, &id, 8_000, 8_000, 100);
+    finish(tasks).await;
+    let mut acknowledged = Arc::try_unwrap(seen)
+        .ok()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .acknowledged;
+    let after = Arc::try_unwrap(after).ok().unwrap().into_inner().unwrap();
+    assert!(after.statuses.iter().all(|status| matches!(
+        *status,
+        StatusCode::CREATED | StatusCode::OK | StatusCode::GONE
+    )));
+    assert!(
+        !after.acknowledged.is_empty(),
+        "claims succeed again after the restart"
+    );
+    acknowledged.extend(after.acknowledged);
+    let stored = assert_acknowledged_are_stored(&nodes[0], &id, &acknowledged).await;
+    assert_eq!(
+        stored, supply as usize,
+        "sold out exactly: nothing lost, nothing oversold"
+    );
+}
