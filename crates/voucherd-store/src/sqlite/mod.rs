@@ -159,9 +159,7 @@ impl Store for SqliteStore {
     }
 
     async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
-        self.readers
-            .run(campaigns::states)
-            .await
+        self.readers.run(campaigns::states).await
     }
 
     async fn available_counts(
