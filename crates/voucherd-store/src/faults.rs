@@ -8,15 +8,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
-use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
 
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
-    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
+    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
+    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -197,6 +198,91 @@ impl Store for FaultyStore {
     ) -> StoreResult<CampaignCounts> {
         self.check()?;
         self.inner.campaign_counts(campaign_id, rank_ranges).await
+    }
+
+    async fn reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+    ) -> StoreResult<Option<VoucherRecord>> {
+        self.check()?;
+        self.inner.reservation(tenant_id, reservation_id).await
+    }
+
+    async fn begin_checkout(
+        &self,
+        checkout: &Checkout,
+        now: Timestamp,
+    ) -> StoreResult<CheckoutOutcome> {
+        self.check()?;
+        self.inner.begin_checkout(checkout, now).await
+    }
+
+    async fn release_reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<ReleaseOutcome> {
+        self.check()?;
+        self.inner
+            .release_reservation(tenant_id, reservation_id, holder)
+            .await
+    }
+
+    async fn release_expired_reservations(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CampaignId>> {
+        self.check()?;
+        self.inner.release_expired_reservations(now, limit).await
+    }
+
+    async fn lease_payments(
+        &self,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> StoreResult<Vec<PaymentTask>> {
+        self.check()?;
+        self.inner.lease_payments(now, lease, limit).await
+    }
+
+    async fn start_attempt(
+        &self,
+        lease: &PaymentLease,
+        gateway: &str,
+        kind: AttemptKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<u32>> {
+        self.check()?;
+        self.inner.start_attempt(lease, gateway, kind, now).await
+    }
+
+    async fn finish_payment(
+        &self,
+        lease: &PaymentLease,
+        step: &PaymentStep,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.finish_payment(lease, step, now).await
+    }
+
+    async fn order(
+        &self,
+        tenant_id: TenantId,
+        order_id: OrderId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<Option<OrderDetails>> {
+        self.check()?;
+        self.inner.order(tenant_id, order_id, holder).await
+    }
+
+    async fn payment_counts(&self, campaign_id: CampaignId) -> StoreResult<PaymentCounts> {
+        self.check()?;
+        self.inner.payment_counts(campaign_id).await
     }
 
     async fn stored_response(

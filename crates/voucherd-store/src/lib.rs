@@ -30,15 +30,16 @@ pub use entropy::OsEntropy;
 use std::fmt;
 
 use async_trait::async_trait;
-use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
 
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
-    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
+    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
+    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
 /// Why a store operation failed, as opposed to the outcomes it answers with.
@@ -146,6 +147,69 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         campaign_id: CampaignId,
         rank_ranges: &[(u32, u32)],
     ) -> StoreResult<CampaignCounts>;
+
+    /// A reservation's voucher, by the reservation's id (also after it was
+    /// paid, when the voucher is issued).
+    async fn reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+    ) -> StoreResult<Option<VoucherRecord>>;
+    /// Opens the order and queues its payment, in one transaction with the
+    /// checks: the reservation is the caller's, live, and not being paid.
+    async fn begin_checkout(
+        &self,
+        checkout: &Checkout,
+        now: Timestamp,
+    ) -> StoreResult<CheckoutOutcome>;
+    /// Returns a reservation's voucher to the pool, unless it is being paid.
+    async fn release_reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<ReleaseOutcome>;
+    /// Returns reservations past their time to the pool, at most `limit`,
+    /// skipping those being paid; answers the campaign of each.
+    async fn release_expired_reservations(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CampaignId>>;
+    /// Takes up to `limit` due payments for this node for `lease`; a payment
+    /// whose lease ran out is due again, its unfinished call marked
+    /// interrupted.
+    async fn lease_payments(
+        &self,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> StoreResult<Vec<PaymentTask>>;
+    /// Records a gateway call about to leave; a charge pins the payment to
+    /// its gateway. `None` when the lease was lost.
+    async fn start_attempt(
+        &self,
+        lease: &PaymentLease,
+        gateway: &str,
+        kind: AttemptKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<u32>>;
+    /// Records how the call ended and settles or requeues the payment; a
+    /// paid order issues its voucher in the same transaction. `false` when
+    /// the lease was lost.
+    async fn finish_payment(
+        &self,
+        lease: &PaymentLease,
+        step: &PaymentStep,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn order(
+        &self,
+        tenant_id: TenantId,
+        order_id: OrderId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<Option<OrderDetails>>;
+    async fn payment_counts(&self, campaign_id: CampaignId) -> StoreResult<PaymentCounts>;
 
     async fn stored_response(
         &self,

@@ -317,6 +317,8 @@ pub enum CheckoutOutcome {
     Expired,
     /// A payment for this reservation is under way already.
     PaymentInFlight(OrderId),
+    /// The reservation was paid for; the voucher is issued.
+    AlreadyPaid(OrderId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,9 +412,19 @@ pub struct AttemptRecord {
     pub finished_at: Option<Timestamp>,
 }
 
+/// This node's hold on one queued payment. Another node takes the payment
+/// only after the lease ran out, and from then on this lease's writes are
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLease {
+    pub order_id: OrderId,
+    pub lease_id: String,
+}
+
 /// A payment taken from the queue for this node to work on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentTask {
+    pub lease: PaymentLease,
     pub order: OrderRecord,
     pub sealed_card: Vec<u8>,
     /// Set when an earlier call's outcome is unknown: the charge must be
@@ -421,13 +433,20 @@ pub struct PaymentTask {
     pub attempts: u32,
 }
 
-/// How a gateway call ended, and what becomes of the payment.
+/// How a gateway call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentStep {
-    pub attempt_number: u32,
+pub struct AttemptResult {
+    pub number: u32,
     pub outcome: AttemptOutcome,
     pub detail: Option<String>,
     pub charge_id: Option<String>,
+}
+
+/// What becomes of a payment: the call that decided it (none when no
+/// gateway had room), and the resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentStep {
+    pub attempt: Option<AttemptResult>,
     pub resolution: Resolution,
 }
 

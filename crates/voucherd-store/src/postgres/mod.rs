@@ -19,17 +19,18 @@ mod vouchers;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
-    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
+    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
+    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreResult};
 
@@ -102,6 +103,70 @@ pub async fn migrate(config: &PostgresConfig) -> StoreResult<Vec<i64>> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    // Temporary, on the payments branch only: the PostgreSQL payments are
+    // being written alongside; these answer errors until they land.
+    async fn reservation(
+        &self,
+        _: TenantId,
+        _: ReservationId,
+    ) -> StoreResult<Option<VoucherRecord>> {
+        Err(pending_payments())
+    }
+    async fn begin_checkout(&self, _: &Checkout, _: Timestamp) -> StoreResult<CheckoutOutcome> {
+        Err(pending_payments())
+    }
+    async fn release_reservation(
+        &self,
+        _: TenantId,
+        _: ReservationId,
+        _: Option<&UserId>,
+    ) -> StoreResult<ReleaseOutcome> {
+        Err(pending_payments())
+    }
+    async fn release_expired_reservations(
+        &self,
+        _: Timestamp,
+        _: u32,
+    ) -> StoreResult<Vec<CampaignId>> {
+        Err(pending_payments())
+    }
+    async fn lease_payments(
+        &self,
+        _: Timestamp,
+        _: SignedDuration,
+        _: u32,
+    ) -> StoreResult<Vec<PaymentTask>> {
+        Err(pending_payments())
+    }
+    async fn start_attempt(
+        &self,
+        _: &PaymentLease,
+        _: &str,
+        _: AttemptKind,
+        _: Timestamp,
+    ) -> StoreResult<Option<u32>> {
+        Err(pending_payments())
+    }
+    async fn finish_payment(
+        &self,
+        _: &PaymentLease,
+        _: &PaymentStep,
+        _: Timestamp,
+    ) -> StoreResult<bool> {
+        Err(pending_payments())
+    }
+    async fn order(
+        &self,
+        _: TenantId,
+        _: OrderId,
+        _: Option<&UserId>,
+    ) -> StoreResult<Option<OrderDetails>> {
+        Err(pending_payments())
+    }
+    async fn payment_counts(&self, _: CampaignId) -> StoreResult<PaymentCounts> {
+        Err(pending_payments())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.pools
             .run(Side::Primary, async |client| {
@@ -322,4 +387,8 @@ impl Store for PostgresStore {
             })
             .await
     }
+}
+
+fn pending_payments() -> crate::StoreError {
+    crate::StoreError::Database("PostgreSQL payments are not implemented on this branch yet".into())
 }

@@ -10,11 +10,18 @@ use crate::{StoreError, StoreResult};
 /// The schema, one step per version, applied in order and recorded in
 /// `schema_migrations`. A step is never edited once released; changes are
 /// new steps.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/sqlite/0001_foundation.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "payments",
+        include_str!("../../migrations/sqlite/0002_payments.sql"),
+    ),
+];
 
 /// How long a connection waits for a lock (a checkpoint, another process)
 /// before it reports the database busy.

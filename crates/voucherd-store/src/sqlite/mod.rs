@@ -6,6 +6,7 @@ mod campaigns;
 mod claims;
 mod connection;
 mod idempotency;
+mod payments;
 mod readers;
 mod rows;
 mod vouchers;
@@ -16,19 +17,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::params;
-use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::database;
 use self::readers::Readers;
 use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, ClaimOutcome, ClaimRequest,
-    IdempotencyScope, LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
+    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
+    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -255,6 +257,112 @@ impl Store for SqliteStore {
         let rank_ranges = rank_ranges.to_vec();
         self.readers
             .run(move |connection| campaigns::counts(connection, campaign_id, &rank_ranges))
+            .await
+    }
+
+    async fn reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+    ) -> StoreResult<Option<VoucherRecord>> {
+        self.readers
+            .run(move |connection| payments::reservation(connection, tenant_id, reservation_id))
+            .await
+    }
+
+    async fn begin_checkout(
+        &self,
+        checkout: &Checkout,
+        now: Timestamp,
+    ) -> StoreResult<CheckoutOutcome> {
+        let checkout = checkout.clone();
+        self.writer
+            .run(move |connection| payments::begin_checkout(connection, &checkout, now))
+            .await
+    }
+
+    async fn release_reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<ReleaseOutcome> {
+        let holder = holder.cloned();
+        self.writer
+            .run(move |connection| {
+                payments::release_reservation(
+                    connection,
+                    tenant_id,
+                    reservation_id,
+                    holder.as_ref(),
+                )
+            })
+            .await
+    }
+
+    async fn release_expired_reservations(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CampaignId>> {
+        self.writer
+            .run(move |connection| payments::release_expired(connection, now, limit))
+            .await
+    }
+
+    async fn lease_payments(
+        &self,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> StoreResult<Vec<PaymentTask>> {
+        self.writer
+            .run(move |connection| payments::lease(connection, now, lease, limit))
+            .await
+    }
+
+    async fn start_attempt(
+        &self,
+        lease: &PaymentLease,
+        gateway: &str,
+        kind: AttemptKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<u32>> {
+        let (lease, gateway) = (lease.clone(), gateway.to_owned());
+        self.writer
+            .run(move |connection| payments::start_attempt(connection, &lease, &gateway, kind, now))
+            .await
+    }
+
+    async fn finish_payment(
+        &self,
+        lease: &PaymentLease,
+        step: &PaymentStep,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (lease, step) = (lease.clone(), step.clone());
+        self.writer
+            .run(move |connection| payments::finish(connection, &lease, &step, now))
+            .await
+    }
+
+    async fn order(
+        &self,
+        tenant_id: TenantId,
+        order_id: OrderId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<Option<OrderDetails>> {
+        let holder = holder.cloned();
+        self.readers
+            .run(move |connection| {
+                payments::details(connection, tenant_id, order_id, holder.as_ref())
+            })
+            .await
+    }
+
+    async fn payment_counts(&self, campaign_id: CampaignId) -> StoreResult<PaymentCounts> {
+        self.readers
+            .run(move |connection| payments::counts(connection, campaign_id))
             .await
     }
 

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use voucherd_core::campaign::{CampaignDraft, Hold, Lifecycle};
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::money::{Currency, Money};
 use voucherd_core::voucher::{VoucherRefusal, VoucherState};
-use voucherd_core::{TimeZone, Timestamp};
+use voucherd_core::{SignedDuration, TimeZone, Timestamp};
 use voucherd_store::model::{
-    AddCodesOutcome, CampaignRecord, ClaimOutcome, ClaimRequest, IdempotencyScope,
-    LifecycleOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, CampaignRecord, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderRecord,
+    OrderStatus, PaymentCounts, PaymentStep, PaymentTask, ReleaseOutcome, Resolution,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use voucherd_store::{OsEntropy, Store, StoreError};
 
@@ -37,6 +39,13 @@ macro_rules! conformance_suite {
             counts_by_state_rank_range_and_second,
             listings_page_by_rank_and_user,
             nodes_can_follow_campaign_states_and_availability,
+            checkout_opens_an_order_and_queues_its_payment,
+            a_paid_order_issues_its_voucher_once,
+            a_declined_order_fails_and_the_reservation_can_be_paid_again,
+            an_unknown_outcome_pins_the_payment_to_its_gateway,
+            a_lease_that_runs_out_is_taken_again_and_its_call_marked_interrupted,
+            reservations_expire_and_release_but_never_under_a_payment,
+            checkout_refuses_what_it_cannot_pay_for,
             the_reference_model_agrees_on_random_histories
         );
     };
@@ -938,4 +947,570 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
     );
     let available = store.available_counts(&[live.id, draft.id]).await.unwrap();
     assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
+}
+
+fn sale(supply: i64) -> CampaignDraft {
+    CampaignDraft {
+        kind: Some("sale".into()),
+        price: Some((100_000, "THB".into())),
+        tiers: vec![(1, 90)],
+        reservation_ttl_seconds: Some(600),
+        voucher_valid_for: Some("P30D".into()),
+        daily_limit_group: Some("sales".into()),
+        ..coupon(Some(supply))
+    }
+}
+
+fn checkout_of(voucher: &VoucherRecord, holder: Option<&str>) -> Checkout {
+    Checkout {
+        tenant_id: voucher.tenant_id,
+        reservation_id: voucher.reservation_id.expect("a reservation"),
+        holder: holder.map(user),
+        order_id: OrderId::from_uuid(uuid::Uuid::new_v4()),
+        email: "buyer@example.com".into(),
+        amount: Money::new(10_000, Currency::parse("THB").unwrap()).unwrap(),
+        card_brand: "visa".into(),
+        card_last_four: "4242".into(),
+        sealed_card: vec![1, 2, 3, 4],
+    }
+}
+
+async fn reserve(
+    store: &Arc<dyn Store>,
+    campaign: &CampaignRecord,
+    name: &str,
+    now: Timestamp,
+) -> VoucherRecord {
+    claimed(&claim_all(store, vec![claim(campaign, name, now)], now).await[0]).clone()
+}
+
+fn accepted(outcome: CheckoutOutcome) -> OrderRecord {
+    match outcome {
+        CheckoutOutcome::Accepted(order) => *order,
+        other => panic!("expected an accepted checkout, got {other:?}"),
+    }
+}
+
+const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> PaymentTask {
+    let mut tasks = store.lease_payments(now, LEASE, 10).await.unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    tasks.remove(0)
+}
+
+fn step(number: u32, outcome: AttemptOutcome, resolution: Resolution) -> PaymentStep {
+    PaymentStep {
+        attempt: Some(AttemptResult {
+            number,
+            outcome,
+            detail: None,
+            charge_id: Some(format!("ch_{number}")),
+        }),
+        resolution,
+    }
+}
+
+pub async fn checkout_opens_an_order_and_queues_its_payment(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "quinn", now).await;
+    let found = store
+        .reservation(tenant_id, voucher.reservation_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&voucher));
+    let checkout = checkout_of(&voucher, Some("quinn"));
+    let order = accepted(store.begin_checkout(&checkout, now).await.unwrap());
+    assert_eq!(
+        (order.status, order.voucher_id, order.campaign_id),
+        (OrderStatus::Pending, voucher.id, campaign.id)
+    );
+    assert_eq!(
+        (order.user_id.as_str(), order.card_last_four.as_str()),
+        ("quinn", "4242")
+    );
+    let again = checkout_of(&voucher, None);
+    assert_eq!(
+        store.begin_checkout(&again, now).await.unwrap(),
+        CheckoutOutcome::PaymentInFlight(order.id)
+    );
+    let task = lease_one(&store, now).await;
+    assert_eq!(
+        (
+            task.order.id,
+            task.sealed_card.as_slice(),
+            task.pinned_gateway.as_deref(),
+            task.attempts
+        ),
+        (order.id, &[1_u8, 2, 3, 4][..], None, 0)
+    );
+    assert!(
+        store
+            .lease_payments(now, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased payment is not handed out twice"
+    );
+    let details = store
+        .order(tenant_id, order.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (details.voucher.id, details.attempts.len()),
+        (voucher.id, 0)
+    );
+    assert_eq!(details.order, order);
+    let unknown = OrderId::from_uuid(uuid::Uuid::new_v4());
+    assert_eq!(store.order(tenant_id, unknown, None).await.unwrap(), None);
+    assert_eq!(
+        store
+            .order(tenant_id, order.id, Some(&user("other")))
+            .await
+            .unwrap(),
+        None,
+        "someone else's order"
+    );
+    let elsewhere = new_tenant(&store).await;
+    assert_eq!(
+        store.order(elsewhere, order.id, None).await.unwrap(),
+        None,
+        "another tenant's order"
+    );
+}
+
+pub async fn a_paid_order_issues_its_voucher_once(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "rosa", now).await;
+    let order = accepted(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap(),
+    );
+    let task = lease_one(&store, now).await;
+    let number = store
+        .start_attempt(&task.lease, "alpha", AttemptKind::Charge, now)
+        .await
+        .unwrap();
+    assert_eq!(number, Some(1));
+    let paid_at = at("2026-12-01T12:00:01Z");
+    let expires_at = Some(at("2026-12-31T12:00:01Z"));
+    let paid = step(
+        1,
+        AttemptOutcome::Captured,
+        Resolution::Paid {
+            gateway: "alpha".into(),
+            expires_at,
+        },
+    );
+    assert!(
+        store
+            .finish_payment(&task.lease, &paid, paid_at)
+            .await
+            .unwrap()
+    );
+    let details = store
+        .order(tenant_id, order.id, Some(&user("rosa")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            details.order.status,
+            details.order.gateway.as_deref(),
+            details.order.settled_at
+        ),
+        (OrderStatus::Paid, Some("alpha"), Some(paid_at))
+    );
+    let issued = &details.voucher;
+    assert_eq!(
+        (
+            issued.state,
+            issued.issued_at,
+            issued.expires_at,
+            issued.reserved_until
+        ),
+        (VoucherState::Issued, Some(paid_at), expires_at, None)
+    );
+    assert_eq!(issued.code, voucher.code);
+    let attempt = &details.attempts[0];
+    assert_eq!(
+        (
+            attempt.gateway.as_str(),
+            attempt.kind,
+            attempt.outcome,
+            attempt.charge_id.as_deref()
+        ),
+        (
+            "alpha",
+            AttemptKind::Charge,
+            Some(AttemptOutcome::Captured),
+            Some("ch_1")
+        )
+    );
+    assert!(
+        store
+            .lease_payments(at("2026-12-01T14:00:00Z"), LEASE, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|task| task.order.id != order.id),
+        "a settled payment leaves the queue"
+    );
+    assert!(
+        !store
+            .finish_payment(&task.lease, &paid, paid_at)
+            .await
+            .unwrap(),
+        "a settled payment cannot settle again"
+    );
+    assert_eq!(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), paid_at)
+            .await
+            .unwrap(),
+        CheckoutOutcome::AlreadyPaid(order.id)
+    );
+    let counts = store.payment_counts(campaign.id).await.unwrap();
+    assert_eq!(
+        (
+            counts.orders_paid,
+            counts.orders_pending,
+            counts.orders_failed
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        counts.revenue,
+        [Money::new(10_000, Currency::parse("THB").unwrap()).unwrap()]
+    );
+    assert_eq!(
+        counts.attempts,
+        [("alpha".to_owned(), AttemptOutcome::Captured, 1)]
+    );
+    let report = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!((report.states.issued, report.states.reserved), (1, 0));
+}
+
+pub async fn a_declined_order_fails_and_the_reservation_can_be_paid_again(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "sam", now).await;
+    let first = accepted(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap(),
+    );
+    let task = lease_one(&store, now).await;
+    store
+        .start_attempt(&task.lease, "beta", AttemptKind::Charge, now)
+        .await
+        .unwrap();
+    let declined = step(
+        1,
+        AttemptOutcome::Declined,
+        Resolution::Failed {
+            reason: "declined".into(),
+        },
+    );
+    assert!(
+        store
+            .finish_payment(&task.lease, &declined, now)
+            .await
+            .unwrap()
+    );
+    let details = store
+        .order(tenant_id, first.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (details.order.status, details.order.failure.as_deref()),
+        (OrderStatus::Failed, Some("declined"))
+    );
+    assert_eq!(
+        details.voucher.state,
+        VoucherState::Reserved,
+        "the reservation stays"
+    );
+    let second = accepted(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap(),
+    );
+    assert_ne!(second.id, first.id);
+    let counts = store.payment_counts(campaign.id).await.unwrap();
+    assert_eq!((counts.orders_failed, counts.orders_pending), (1, 1));
+}
+
+pub async fn an_unknown_outcome_pins_the_payment_to_its_gateway(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "tess", now).await;
+    let order = accepted(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap(),
+    );
+    let task = lease_one(&store, now).await;
+    store
+        .start_attempt(&task.lease, "gamma", AttemptKind::Charge, now)
+        .await
+        .unwrap();
+    let later = at("2026-12-01T12:00:02Z");
+    let unknown = step(
+        1,
+        AttemptOutcome::Unknown,
+        Resolution::Retry {
+            next_attempt_at: later,
+            pinned_gateway: Some("gamma".into()),
+        },
+    );
+    assert!(
+        store
+            .finish_payment(&task.lease, &unknown, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .lease_payments(now, LEASE, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|task| task.order.id != order.id),
+        "not due before its time"
+    );
+    let retry = lease_one(&store, later).await;
+    assert_eq!(
+        (retry.pinned_gateway.as_deref(), retry.attempts),
+        (Some("gamma"), 1)
+    );
+    let number = store
+        .start_attempt(&retry.lease, "gamma", AttemptKind::Lookup, later)
+        .await
+        .unwrap();
+    assert_eq!(number, Some(2));
+    let not_found = step(
+        2,
+        AttemptOutcome::NotFound,
+        Resolution::Retry {
+            next_attempt_at: later,
+            pinned_gateway: None,
+        },
+    );
+    assert!(
+        store
+            .finish_payment(&retry.lease, &not_found, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        lease_one(&store, later).await.pinned_gateway,
+        None,
+        "a charge the gateway never saw may go anywhere"
+    );
+}
+
+pub async fn a_lease_that_runs_out_is_taken_again_and_its_call_marked_interrupted(
+    store: Arc<dyn Store>,
+) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "uma", now).await;
+    let order = accepted(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap(),
+    );
+    let lost = lease_one(&store, now).await;
+    store
+        .start_attempt(&lost.lease, "alpha", AttemptKind::Charge, now)
+        .await
+        .unwrap();
+    let after_lease = at("2026-12-01T12:00:30Z");
+    let taken = store
+        .lease_payments(after_lease, LEASE, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|task| task.order.id == order.id)
+        .expect("taken again once the lease ran out");
+    assert_eq!(
+        taken.pinned_gateway.as_deref(),
+        Some("alpha"),
+        "the interrupted charge is resolved where it went"
+    );
+    assert_ne!(taken.lease, lost.lease);
+    let paid = step(
+        1,
+        AttemptOutcome::Captured,
+        Resolution::Paid {
+            gateway: "alpha".into(),
+            expires_at: None,
+        },
+    );
+    assert!(
+        !store
+            .finish_payment(&lost.lease, &paid, after_lease)
+            .await
+            .unwrap(),
+        "the old lease can no longer write"
+    );
+    assert_eq!(
+        store
+            .start_attempt(&lost.lease, "alpha", AttemptKind::Charge, after_lease)
+            .await
+            .unwrap(),
+        None
+    );
+    let details = store
+        .order(tenant_id, order.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (details.order.status, details.attempts[0].outcome),
+        (OrderStatus::Pending, Some(AttemptOutcome::Interrupted))
+    );
+}
+
+pub async fn reservations_expire_and_release_but_never_under_a_payment(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let paying = reserve(&store, &campaign, "vic", now).await;
+    let idle = reserve(&store, &campaign, "wen", now).await;
+    let kept = reserve(&store, &campaign, "xia", now).await;
+    let order = accepted(
+        store
+            .begin_checkout(&checkout_of(&paying, None), now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store
+            .release_reservation(tenant_id, paying.reservation_id.unwrap(), None)
+            .await
+            .unwrap(),
+        ReleaseOutcome::PaymentInFlight(order.id)
+    );
+    assert_eq!(
+        store
+            .release_reservation(tenant_id, kept.reservation_id.unwrap(), Some(&user("vic")))
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotFound,
+        "someone else's"
+    );
+    assert_eq!(
+        store
+            .release_reservation(tenant_id, kept.reservation_id.unwrap(), Some(&user("xia")))
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released(campaign.id)
+    );
+    assert_eq!(
+        store
+            .release_reservation(tenant_id, kept.reservation_id.unwrap(), None)
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotFound,
+        "released once"
+    );
+    assert!(
+        store
+            .release_expired_reservations(at("2026-12-01T12:09:59Z"), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expired = store
+        .release_expired_reservations(at("2026-12-01T12:10:00Z"), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        expired,
+        [campaign.id],
+        "the idle reservation, not the one being paid"
+    );
+    let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!((counts.states.available, counts.states.reserved), (2, 1));
+    // The freed ranks go to the next buyers, lowest first, and their daily
+    // slot was freed with them.
+    let later = at("2026-12-01T12:11:00Z");
+    let again = claim_all(
+        &store,
+        vec![
+            claim(&campaign, "wen", later),
+            claim(&campaign, "yan", later),
+        ],
+        later,
+    )
+    .await;
+    assert_eq!(
+        (claimed(&again[0]).rank, claimed(&again[1]).rank),
+        (idle.rank, kept.rank)
+    );
+    assert_ne!(
+        claimed(&again[0]).reservation_id,
+        idle.reservation_id,
+        "a new hold, a new id"
+    );
+}
+
+pub async fn checkout_refuses_what_it_cannot_pay_for(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    let voucher = reserve(&store, &campaign, "zed", now).await;
+    let expired = at("2026-12-01T12:10:00Z");
+    assert_eq!(
+        store
+            .begin_checkout(&checkout_of(&voucher, None), expired)
+            .await
+            .unwrap(),
+        CheckoutOutcome::Expired
+    );
+    assert_eq!(
+        store
+            .begin_checkout(&checkout_of(&voucher, Some("not-zed")), now)
+            .await
+            .unwrap(),
+        CheckoutOutcome::NotFound
+    );
+    let unknown = Checkout {
+        reservation_id: ReservationId::from_uuid(uuid::Uuid::new_v4()),
+        ..checkout_of(&voucher, None)
+    };
+    assert_eq!(
+        store.begin_checkout(&unknown, now).await.unwrap(),
+        CheckoutOutcome::NotFound
+    );
+    let elsewhere = Checkout {
+        tenant_id: new_tenant(&store).await,
+        ..checkout_of(&voucher, None)
+    };
+    assert_eq!(
+        store.begin_checkout(&elsewhere, now).await.unwrap(),
+        CheckoutOutcome::NotFound
+    );
+    assert_eq!(
+        store.payment_counts(campaign.id).await.unwrap(),
+        PaymentCounts::default(),
+        "no order was opened"
+    );
 }
