@@ -158,6 +158,14 @@ impl CampaignEntry {
         }
     }
 
+    /// Vouchers came back to the pool (released reservations).
+    pub fn returned(&self, count: u64) {
+        if self.record.spec.supply != Supply::Unlimited {
+            self.remaining
+                .fetch_add(i64::try_from(count).unwrap_or(i64::MAX), Ordering::AcqRel);
+        }
+    }
+
     /// The store found none left.
     pub fn ran_out(&self) {
         self.set_available(0);

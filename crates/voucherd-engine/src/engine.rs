@@ -5,24 +5,27 @@ use std::sync::Arc;
 use futures::future::join_all;
 use prometheus_client::registry::Registry;
 use voucherd_core::campaign::{
-    CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Supply, Trigger,
+    CampaignKind, CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Supply, Trigger,
 };
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::payment::{Card, Email};
 use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
-    AddCodesOutcome, CampaignRecord, CampaignState, IdempotencyScope, LifecycleOutcome,
-    StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    AddCodesOutcome, CampaignRecord, CampaignState, Checkout, CheckoutOutcome, IdempotencyScope,
+    LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome, StateCounts,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
-use voucherd_store::sqlite::OsEntropy;
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView};
 use crate::claims::{ClaimAnswer, ClaimLimits, ClaimQueue};
 use crate::clock::Clock;
 use crate::error::{ConflictKind, EngineError};
 use crate::metrics::EngineMetrics;
+use crate::payments::seal::PaymentKey;
+use crate::payments::{GatewayRoute, PaymentLimits, PaymentRouter};
 use crate::tenants::{TenantBook, TenantEntry};
 
 /// Bounds and periods of the engine.
@@ -37,6 +40,17 @@ pub struct EngineConfig {
     pub idempotency_ttl: SignedDuration,
     /// Rows one sweep of a worker touches at most.
     pub sweep_limit: u32,
+    /// Gateways and the key queued cards are sealed with; `None` refuses
+    /// checkouts.
+    pub payments: Option<PaymentSetup>,
+}
+
+/// What the payment router needs.
+#[derive(Debug, Clone)]
+pub struct PaymentSetup {
+    pub key: PaymentKey,
+    pub gateways: Vec<GatewayRoute>,
+    pub limits: PaymentLimits,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +61,7 @@ impl Default for EngineConfig {
             codes_per_insert_max: 10_000,
             idempotency_ttl: SignedDuration::from_hours(24),
             sweep_limit: 10_000,
+            payments: None,
         }
     }
 }
@@ -74,12 +89,14 @@ pub struct Report {
     pub counts: StateCounts,
     pub tiers: Vec<TierCounts>,
     pub claims_per_second: Vec<(i64, u64)>,
+    pub payments: PaymentCounts,
 }
 
 /// What one sweep of the expiry worker did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub locks_expired: u32,
+    pub reservations_released: u32,
     pub responses_forgotten: u32,
 }
 
@@ -88,8 +105,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     tenants: TenantBook,
-    campaigns: CampaignBook,
+    campaigns: Arc<CampaignBook>,
     claims: ClaimQueue,
+    payments: Option<Arc<PaymentRouter>>,
     metrics: EngineMetrics,
     config: EngineConfig,
 }
@@ -109,12 +127,25 @@ impl Engine {
             config.claims.clone(),
             metrics.clone(),
         );
+        let campaigns = Arc::new(CampaignBook::default());
+        let payments = config.payments.clone().map(|setup| {
+            Arc::new(PaymentRouter::new(
+                store.clone(),
+                clock.clone(),
+                campaigns.clone(),
+                setup.key,
+                setup.gateways,
+                setup.limits,
+                metrics.clone(),
+            ))
+        });
         let engine = Engine {
             store,
             clock,
             tenants: TenantBook::default(),
-            campaigns: CampaignBook::default(),
+            campaigns,
             claims,
+            payments,
             metrics,
             config,
         };
@@ -142,6 +173,11 @@ impl Engine {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The payment router, for the binary to run.
+    pub fn payments(&self) -> Option<Arc<PaymentRouter>> {
+        self.payments.clone()
     }
 
     pub fn metrics(&self) -> &EngineMetrics {
@@ -550,6 +586,10 @@ impl Engine {
             .map(|(first, last, _)| (*first, last.unwrap_or(u32::MAX)))
             .collect();
         let counts = self.store.campaign_counts(id, &bounds).await?;
+        let payments = match entry.spec().kind {
+            CampaignKind::Sale => self.store.payment_counts(id).await?,
+            CampaignKind::Coupon => PaymentCounts::default(),
+        };
         // The store is the authority; memory catches up with what it says.
         if entry.lifecycle() != Lifecycle::Draft {
             entry.set_available(counts.states.available);
@@ -571,7 +611,98 @@ impl Engine {
             counts: counts.states,
             tiers,
             claims_per_second: counts.claims_per_second,
+            payments,
         })
+    }
+
+    /// Opens an order for a reservation and queues its payment.
+    pub async fn checkout(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<UserId>,
+        email: Email,
+        card: &Card,
+    ) -> Result<OrderRecord, EngineError> {
+        let router = self
+            .payments
+            .as_ref()
+            .ok_or(EngineError::PaymentsUnavailable)?;
+        let voucher = self
+            .store
+            .reservation(tenant_id, reservation_id)
+            .await?
+            .filter(|voucher| holder.is_none() || voucher.user_id == holder)
+            .ok_or(EngineError::NotFound("reservation"))?;
+        let entry = self.known_entry(tenant_id, voucher.campaign_id).await?;
+        let Some(amount) = entry.spec().offer(voucher.rank).price else {
+            return Err(EngineError::NotFound("reservation"));
+        };
+        let checkout = Checkout {
+            tenant_id,
+            reservation_id,
+            holder,
+            order_id: OrderId::from_uuid(uuid_at(self.now())),
+            email: email.as_str().to_owned(),
+            amount,
+            card_brand: card.brand.as_str().to_owned(),
+            card_last_four: card.last_four().to_owned(),
+            sealed_card: router.key().seal(card),
+        };
+        match self.store.begin_checkout(&checkout, self.now()).await? {
+            CheckoutOutcome::Accepted(order) => {
+                router.wake();
+                Ok(*order)
+            }
+            CheckoutOutcome::NotFound => Err(EngineError::NotFound("reservation")),
+            CheckoutOutcome::Expired => Err(EngineError::ReservationExpired),
+            CheckoutOutcome::PaymentInFlight(order_id) => Err(EngineError::conflict(
+                ConflictKind::PaymentInProgress,
+                format!("order {order_id} is being paid for this reservation"),
+            )),
+            CheckoutOutcome::AlreadyPaid(order_id) => Err(EngineError::conflict(
+                ConflictKind::AlreadyPaid,
+                format!("order {order_id} paid for this reservation"),
+            )),
+        }
+    }
+
+    /// Gives a reservation back before it expires.
+    pub async fn release_reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<&UserId>,
+    ) -> Result<(), EngineError> {
+        match self
+            .store
+            .release_reservation(tenant_id, reservation_id, holder)
+            .await?
+        {
+            ReleaseOutcome::Released(campaign_id) => {
+                if let Some(entry) = self.campaigns.get(campaign_id) {
+                    entry.returned(1);
+                }
+                Ok(())
+            }
+            ReleaseOutcome::NotFound => Err(EngineError::NotFound("reservation")),
+            ReleaseOutcome::PaymentInFlight(order_id) => Err(EngineError::conflict(
+                ConflictKind::PaymentInProgress,
+                format!("order {order_id} is being paid for this reservation"),
+            )),
+        }
+    }
+
+    pub async fn order(
+        &self,
+        tenant_id: TenantId,
+        order_id: OrderId,
+        holder: Option<&UserId>,
+    ) -> Result<OrderDetails, EngineError> {
+        self.store
+            .order(tenant_id, order_id, holder)
+            .await?
+            .ok_or(EngineError::NotFound("order"))
     }
 
     pub async fn stored_response(
@@ -633,6 +764,18 @@ impl Engine {
             .expire_locks(now, self.config.sweep_limit)
             .await?;
         self.metrics.locks_expired.inc_by(u64::from(locks_expired));
+        let released = self
+            .store
+            .release_expired_reservations(now, self.config.sweep_limit)
+            .await?;
+        for campaign_id in &released {
+            if let Some(entry) = self.campaigns.get(*campaign_id) {
+                entry.returned(1);
+            }
+        }
+        self.metrics
+            .reservations_expired
+            .inc_by(released.len() as u64);
         let forget_before = now
             .checked_sub(self.config.idempotency_ttl)
             .unwrap_or(Timestamp::MIN);
@@ -642,6 +785,7 @@ impl Engine {
             .await?;
         Ok(SweepReport {
             locks_expired,
+            reservations_released: u32::try_from(released.len()).unwrap_or(u32::MAX),
             responses_forgotten,
         })
     }

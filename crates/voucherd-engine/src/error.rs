@@ -18,6 +18,12 @@ pub enum EngineError {
     /// A queue is full; the caller should retry after a moment.
     #[error("overloaded")]
     Overloaded,
+    /// The reservation ran out before it was paid for.
+    #[error("the reservation has expired")]
+    ReservationExpired,
+    /// No payment gateway is configured on this node.
+    #[error("payments are not available")]
+    PaymentsUnavailable,
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -35,6 +41,10 @@ pub enum ConflictKind {
     CodesRefused,
     /// A first_login campaign is claimed by logging in, not by claiming.
     LoginOnly,
+    /// A payment for the reservation is under way.
+    PaymentInProgress,
+    /// The reservation was paid for already.
+    AlreadyPaid,
 }
 
 impl ConflictKind {
@@ -44,6 +54,8 @@ impl ConflictKind {
             ConflictKind::CodesMissing => "codes-missing",
             ConflictKind::CodesRefused => "codes-refused",
             ConflictKind::LoginOnly => "login-only",
+            ConflictKind::PaymentInProgress => "payment-in-progress",
+            ConflictKind::AlreadyPaid => "already-paid",
         }
     }
 }

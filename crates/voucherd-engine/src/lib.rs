@@ -7,6 +7,7 @@
 //! - [`campaigns`] is the memory that answers sold out, not started, ended
 //!   and paused without touching the store.
 //! - [`tenants`] holds each tenant's key, time zone and rate limiter.
+//! - [`payments`] routes queued payments through the gateways.
 //! - [`workers`] runs the expiry and refresh steps on timers; [`clock`] is where the
 //!   time comes from, so tests can move it.
 
@@ -16,10 +17,13 @@ pub mod clock;
 mod engine;
 mod error;
 pub mod metrics;
+pub mod payments;
 pub mod tenants;
 pub mod workers;
 
 pub use crate::claims::{ClaimAnswer, ClaimLimits, Refusal};
-pub use crate::engine::{CodesAdded, Engine, EngineConfig, Report, SweepReport, TierCounts};
+pub use crate::engine::{
+    CodesAdded, Engine, EngineConfig, PaymentSetup, Report, SweepReport, TierCounts,
+};
 pub use crate::error::{ConflictKind, EngineError};
 pub use voucherd_store::{Store, StoreError, model};

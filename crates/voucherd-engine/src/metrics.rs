@@ -13,8 +13,18 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentLabels {
+    pub gateway: String,
+    pub outcome: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineMetrics {
+    /// Gateway calls by gateway and outcome.
+    pub payments: Family<PaymentLabels, Counter>,
+    /// Reservations returned to the pool by the expiry worker.
+    pub reservations_expired: Counter,
     /// Claims by how they ended: claimed, already_held, sold_out, ...
     pub claims: Family<OutcomeLabels, Counter>,
     /// Claims that reached the store per batch.
@@ -32,6 +42,8 @@ pub struct EngineMetrics {
 impl EngineMetrics {
     pub fn register(registry: &mut Registry) -> EngineMetrics {
         let metrics = EngineMetrics {
+            payments: Family::default(),
+            reservations_expired: Counter::default(),
             claims: Family::default(),
             claim_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             claim_batch_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
@@ -69,7 +81,26 @@ impl EngineMetrics {
             "Redemption locks returned to issued by the expiry worker",
             metrics.locks_expired.clone(),
         );
+        registry.register(
+            "voucherd_payment_attempts",
+            "Payment gateway calls by gateway and outcome",
+            metrics.payments.clone(),
+        );
+        registry.register(
+            "voucherd_reservations_expired",
+            "Unpaid reservations returned to the pool by the expiry worker",
+            metrics.reservations_expired.clone(),
+        );
         metrics
+    }
+
+    pub fn count_payment(&self, gateway: &str, outcome: &'static str) {
+        self.payments
+            .get_or_create(&PaymentLabels {
+                gateway: gateway.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn count_claim(&self, outcome: &'static str) {

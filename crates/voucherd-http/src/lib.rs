@@ -40,7 +40,7 @@ use voucherd_engine::Engine;
 use crate::idempotency::{IdempotencyState, InFlightKeys, idempotency};
 use crate::observe::{HttpMetrics, observe};
 use crate::problem::Problem;
-use crate::routes::{campaigns, claims, operations, vouchers};
+use crate::routes::{campaigns, claims, operations, payments, vouchers};
 
 /// Bounds of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -82,6 +82,7 @@ pub struct AppState {
         (name = "campaigns", description = "Campaign administration and reads"),
         (name = "claims", description = "Claims and login events"),
         (name = "vouchers", description = "A user's vouchers; lock, unlock, redeem"),
+        (name = "payments", description = "Checkout of sale reservations, and orders"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -121,6 +122,9 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(vouchers::lock))
         .routes(routes!(vouchers::unlock))
         .routes(routes!(vouchers::redeem))
+        .routes(routes!(payments::checkout))
+        .routes(routes!(payments::release))
+        .routes(routes!(payments::order))
 }
 
 /// The `/v1` routes that take large uploads.

@@ -173,10 +173,27 @@ impl From<EngineError> for Problem {
                     ConflictKind::CodesMissing => "The campaign does not have its codes yet",
                     ConflictKind::CodesRefused => "The codes were not added",
                     ConflictKind::LoginOnly => "This campaign is granted on login",
+                    ConflictKind::PaymentInProgress => {
+                        "A payment for this reservation is under way"
+                    }
+                    ConflictKind::AlreadyPaid => "This reservation is paid for",
                 };
                 Problem::new(StatusCode::CONFLICT, kind.as_str(), title, detail)
             }
             EngineError::Overloaded => Problem::overloaded(),
+            EngineError::ReservationExpired => Problem::new(
+                StatusCode::GONE,
+                "reservation-expired",
+                "Reservation expired",
+                "the reservation ran out before it was paid for; claim again",
+            ),
+            EngineError::PaymentsUnavailable => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payments-unavailable",
+                "Payments are not available",
+                "no payment gateway is configured on this server",
+            )
+            .retry_after(30),
             EngineError::Unavailable(error) => {
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,

@@ -6,8 +6,9 @@ use utoipa::{IntoParams, ToSchema};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignDraft, CampaignSpec, CodeSource, VoucherExpiry};
 use voucherd_core::money::Money;
+use voucherd_core::payment::CardDraft;
 use voucherd_engine::campaigns::CampaignView;
-use voucherd_engine::model::{StateCounts, VoucherRecord};
+use voucherd_engine::model::{OrderDetails, OrderStatus, StateCounts, VoucherRecord};
 use voucherd_engine::{CodesAdded, Report};
 
 fn time(timestamp: Timestamp) -> String {
@@ -433,6 +434,11 @@ pub struct ReportBody {
     pub by_tier: Vec<TierReportBody>,
     /// Claims per second, oldest first, at most the last hour that saw any.
     pub claims_per_second: Vec<SecondBody>,
+    /// Paid orders' amounts by currency (sales).
+    pub revenue: Vec<MoneyBody>,
+    pub orders: OrderCountsBody,
+    /// Gateway calls by gateway and outcome.
+    pub payments: Vec<GatewayOutcomeBody>,
 }
 
 impl From<&Report> for ReportBody {
@@ -473,8 +479,165 @@ impl From<&Report> for ReportBody {
                     claims,
                 })
                 .collect(),
+            revenue: report
+                .payments
+                .revenue
+                .iter()
+                .copied()
+                .map(MoneyBody::from)
+                .collect(),
+            orders: OrderCountsBody {
+                paid: report.payments.orders_paid,
+                failed: report.payments.orders_failed,
+                pending: report.payments.orders_pending,
+            },
+            payments: report
+                .payments
+                .attempts
+                .iter()
+                .map(|(gateway, outcome, count)| GatewayOutcomeBody {
+                    gateway: gateway.clone(),
+                    outcome: outcome.as_str().into(),
+                    count: *count,
+                })
+                .collect(),
         }
     }
+}
+
+/// A card as the buyer typed it. It is checked (Luhn, expiry, CVC) and
+/// never stored: orders keep its brand and last four digits only.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardBody {
+    pub number: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub cvc: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    pub email: String,
+    pub card: CardBody,
+}
+
+impl CardBody {
+    pub fn draft(&self) -> CardDraft {
+        CardDraft {
+            number: self.number.clone(),
+            exp_month: self.exp_month,
+            exp_year: self.exp_year,
+            cvc: self.cvc.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutAcceptedBody {
+    pub order_id: String,
+    /// `pending` until the payment settles.
+    pub status: String,
+    pub reservation_id: String,
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptBody {
+    pub number: u32,
+    pub gateway: String,
+    /// `charge` or `lookup` (asking a gateway what became of a charge).
+    pub kind: String,
+    /// `captured`, `declined`, `refused`, `unknown`, `not_found`, `failed`,
+    /// `interrupted`; null while under way.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+    pub charge_id: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaidCardBody {
+    pub brand: String,
+    pub last4: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderBody {
+    pub order_id: String,
+    /// `pending`, `paid` or `failed`.
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The gateway that settled it.
+    pub gateway: Option<String>,
+    pub failure: Option<String>,
+    pub reservation_id: String,
+    pub email: String,
+    pub card: PaidCardBody,
+    pub created_at: String,
+    pub settled_at: Option<String>,
+    /// Every gateway call, the transaction history.
+    pub attempts: Vec<AttemptBody>,
+    /// The voucher with its code, once paid.
+    pub voucher: Option<VoucherBody>,
+}
+
+impl OrderBody {
+    pub fn new(details: &OrderDetails, spec: &CampaignSpec, now: Timestamp) -> OrderBody {
+        let order = &details.order;
+        OrderBody {
+            order_id: order.id.to_string(),
+            status: order.status.as_str().into(),
+            amount: order.amount.amount,
+            currency: order.amount.currency.to_string(),
+            gateway: order.gateway.clone(),
+            failure: order.failure.clone(),
+            reservation_id: order.reservation_id.to_string(),
+            email: order.email.clone(),
+            card: PaidCardBody {
+                brand: order.card_brand.clone(),
+                last4: order.card_last_four.clone(),
+            },
+            created_at: time(order.created_at),
+            settled_at: optional_time(order.settled_at),
+            attempts: details
+                .attempts
+                .iter()
+                .map(|attempt| AttemptBody {
+                    number: attempt.number,
+                    gateway: attempt.gateway.clone(),
+                    kind: attempt.kind.as_str().into(),
+                    outcome: attempt.outcome.map(|outcome| outcome.as_str().into()),
+                    detail: attempt.detail.clone(),
+                    charge_id: attempt.charge_id.clone(),
+                    started_at: time(attempt.started_at),
+                    finished_at: optional_time(attempt.finished_at),
+                })
+                .collect(),
+            voucher: (order.status == OrderStatus::Paid)
+                .then(|| VoucherBody::new(&details.voucher, spec, now)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayOutcomeBody {
+    pub gateway: String,
+    pub outcome: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderCountsBody {
+    pub paid: u64,
+    pub failed: u64,
+    pub pending: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -85,6 +85,18 @@ pub struct ServeArgs {
     /// How often memory catches up with the store (what other nodes did).
     #[arg(long, default_value_t = 500)]
     pub refresh_period_ms: u64,
+    /// A payment gateway, repeatable: name=alpha,url=http://127.0.0.1:9101,rate=100,priority=1.
+    /// Lower priority is preferred; rate is charges per second from this
+    /// node (split a gateway's rate between nodes that share it).
+    #[arg(long = "gateway", value_parser = parse_gateway)]
+    pub gateways: Vec<GatewayArg>,
+    /// How long one gateway call may take before its outcome counts as unknown.
+    #[arg(long, default_value_t = 5_000)]
+    pub gateway_timeout_ms: u64,
+    /// The key queued cards are sealed with (32 bytes, hex); made in the data
+    /// directory when missing. Nodes that share a database share this key.
+    #[arg(long, env = "VOUCHERD_PAYMENT_KEY_FILE")]
+    pub payment_key_file: Option<PathBuf>,
     /// Claim batches committed at once; more than one overlaps commits on
     /// a remote database at the cost of strict first come, first served
     /// between batches.
@@ -170,4 +182,83 @@ pub struct GatewaySimArgs {
     /// Makes declines, timeouts and latencies reproducible.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayArg {
+    pub name: String,
+    pub url: String,
+    pub rate_per_second: u32,
+    pub priority: u32,
+}
+
+pub fn parse_gateway(text: &str) -> Result<GatewayArg, String> {
+    let (mut name, mut url, mut rate, mut priority) = (None, None, None, None);
+    for pair in text.split(',') {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        let value = value.trim();
+        match key.trim() {
+            "name" => name = Some(value.to_owned()),
+            "url" => url = Some(value.to_owned()),
+            "rate" => {
+                rate = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|rate| *rate > 0)
+                        .ok_or("rate must be a positive integer")?,
+                )
+            }
+            "priority" => {
+                priority = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| "priority must be an integer")?,
+                )
+            }
+            other => return Err(format!("unknown gateway setting {other:?}")),
+        }
+    }
+    let name = name
+        .filter(|name| !name.is_empty())
+        .ok_or("a gateway needs name=")?;
+    let url = url
+        .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+        .ok_or("a gateway needs url=http://...")?;
+    Ok(GatewayArg {
+        name,
+        url,
+        rate_per_second: rate.ok_or("a gateway needs rate=")?,
+        priority: priority.unwrap_or(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_parse_and_bad_ones_are_refused() {
+        let gateway =
+            parse_gateway("name=alpha,url=http://127.0.0.1:9101,rate=100,priority=1").unwrap();
+        assert_eq!(
+            (
+                gateway.name.as_str(),
+                gateway.rate_per_second,
+                gateway.priority
+            ),
+            ("alpha", 100, 1)
+        );
+        for bad in [
+            "name=a,url=ftp://x,rate=1",
+            "name=a,url=http://x",
+            "name=a,url=http://x,rate=0",
+            "url=http://x,rate=5",
+            "name=a,url=http://x,rate=5,colour=red",
+        ] {
+            assert!(parse_gateway(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 mod cli;
 mod demo;
+mod payments;
 mod serve;
 mod storage;
 mod tenancy;

@@ -31,6 +31,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             claim_batch_linger: Duration::from_micros(args.claim_batch_linger_us),
             claim_batches_in_flight: args.claim_batches_in_flight.max(1),
         },
+        payments: crate::payments::setup(&args)?,
         ..EngineConfig::default()
     };
     let mut registry = Registry::default();
@@ -64,6 +65,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     ));
+    let payments = engine
+        .payments()
+        .map(|payments| tokio::spawn(payments.run(wait_for(stopped.clone()))));
     let refresher = tokio::spawn(run_periodically(
         "refresher",
         Duration::from_millis(args.refresh_period_ms.max(10)),
@@ -115,6 +119,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // committed; the workers can stop.
     let _ = stop.send(true);
     let _ = tokio::join!(sweeper, refresher);
+    if let Some(payments) = payments {
+        // Calls under way finish; what is still queued waits in the store.
+        let _ = payments.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,4 +3,5 @@
 pub mod campaigns;
 pub mod claims;
 pub mod operations;
+pub mod payments;
 pub mod vouchers;

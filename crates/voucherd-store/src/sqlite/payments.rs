@@ -73,12 +73,22 @@ pub(crate) fn reservation(
         .transpose()
 }
 
+/// A reservation's voucher as checkout finds it.
+struct Held {
+    voucher_id: String,
+    campaign_id: String,
+    state: String,
+    user_id: String,
+    reserved_until: Option<i64>,
+    payment_order_id: Option<String>,
+}
+
 pub(crate) fn begin_checkout(
     connection: &Connection,
     checkout: &Checkout,
     now: Timestamp,
 ) -> StoreResult<CheckoutOutcome> {
-    let found: Option<(String, String, String, String, Option<i64>, Option<String>)> = connection
+    let found = connection
         .prepare_cached(
             "SELECT id, campaign_id, state, user_id, reserved_until, payment_order_id FROM vouchers
              WHERE tenant_id = ?1 AND reservation_id = ?2 AND (?3 IS NULL OR user_id = ?3)",
@@ -92,20 +102,27 @@ pub(crate) fn begin_checkout(
                         checkout.holder.as_ref().map(UserId::as_str)
                     ],
                     |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
+                        Ok(Held {
+                            voucher_id: row.get(0)?,
+                            campaign_id: row.get(1)?,
+                            state: row.get(2)?,
+                            user_id: row.get(3)?,
+                            reserved_until: row.get(4)?,
+                            payment_order_id: row.get(5)?,
+                        })
                     },
                 )
                 .optional()
         })
         .map_err(database)?;
-    let Some((voucher_id, campaign_id, state, user_id, reserved_until, payment_order_id)) = found
+    let Some(Held {
+        voucher_id,
+        campaign_id,
+        state,
+        user_id,
+        reserved_until,
+        payment_order_id,
+    }) = found
     else {
         return Ok(CheckoutOutcome::NotFound);
     };
@@ -295,35 +312,26 @@ pub(crate) fn lease(
              RETURNING order_id, lease_id, sealed_card, pinned_gateway, attempts",
         )
         .map_err(database)?;
-    let leased: Vec<(String, String, Vec<u8>, Option<String>, i64)> = statement
-        .query_map(params![millis(now), lease_until, limit], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        })
-        .map_err(database)?
-        .collect::<Result<_, _>>()
+    let mut leased = statement
+        .query(params![millis(now), lease_until, limit])
         .map_err(database)?;
-    leased
-        .into_iter()
-        .map(
-            |(order_id, lease_id, sealed_card, pinned_gateway, attempts)| {
-                let order_id: OrderId = parse(order_id)?;
-                Ok(PaymentTask {
-                    order: find_order(connection, order_id)?
-                        .ok_or_else(|| rows::corrupt("a payment without its order"))?,
-                    lease: PaymentLease { order_id, lease_id },
-                    sealed_card,
-                    pinned_gateway,
-                    attempts: u32::try_from(attempts).map_err(rows::corrupt)?,
-                })
+    let mut tasks = Vec::new();
+    while let Some(row) = leased.next().map_err(database)? {
+        let order_id: OrderId = parse(row.get(0).map_err(database)?)?;
+        let attempts: i64 = row.get(4).map_err(database)?;
+        tasks.push(PaymentTask {
+            order: find_order(connection, order_id)?
+                .ok_or_else(|| rows::corrupt("a payment without its order"))?,
+            lease: PaymentLease {
+                order_id,
+                lease_id: row.get(1).map_err(database)?,
             },
-        )
-        .collect()
+            sealed_card: row.get(2).map_err(database)?,
+            pinned_gateway: row.get(3).map_err(database)?,
+            attempts: u32::try_from(attempts).map_err(rows::corrupt)?,
+        });
+    }
+    Ok(tasks)
 }
 
 fn find_order(connection: &Connection, order_id: OrderId) -> StoreResult<Option<OrderRecord>> {

@@ -1,0 +1,518 @@
+//! The payment router: takes queued payments from the store and charges
+//! them through the gateways, the most preferred gateway with room first,
+//! the others taking the overflow.
+//!
+//! - [`gateway`] is the adapter trait and the HTTP adapter.
+//! - [`limiter`] keeps each gateway under its rate in every second.
+//! - [`breaker`] moves traffic away from a failing gateway and back.
+//! - [`seal`] keeps the card sealed while its payment waits.
+//!
+//! A payment's idempotency key is its order id, the same on every retry
+//! and every gateway. A charge pins the payment to its gateway before the
+//! call leaves; an answer that does not settle what happened (a timeout, a
+//! reset, a 5xx) keeps the pin, and the next step is a lookup at that
+//! gateway — only a gateway that says it never saw the charge releases it
+//! to the others. So an unknown outcome never becomes a second charge.
+
+pub mod breaker;
+pub mod gateway;
+pub mod limiter;
+pub mod seal;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use voucherd_core::{SignedDuration, Timestamp};
+use voucherd_store::Store;
+use voucherd_store::model::{
+    AttemptKind, AttemptOutcome, AttemptResult, PaymentStep, PaymentTask, Resolution,
+};
+
+use self::breaker::Breaker;
+use self::gateway::{ChargeAnswer, ChargeRequest, Gateway, LookupAnswer};
+use self::limiter::SlidingWindow;
+use self::seal::PaymentKey;
+use crate::campaigns::CampaignBook;
+use crate::clock::Clock;
+use crate::metrics::EngineMetrics;
+
+/// One gateway as configured: lower `priority` is preferred.
+#[derive(Debug, Clone)]
+pub struct GatewayRoute {
+    pub gateway: Arc<dyn Gateway>,
+    pub priority: u32,
+    pub rate_per_second: u32,
+}
+
+/// Bounds and periods of the router.
+#[derive(Debug, Clone)]
+pub struct PaymentLimits {
+    /// Payments being worked on by this node at once.
+    pub in_flight_max: usize,
+    /// How long a payment is this node's before another may take it.
+    pub lease: SignedDuration,
+    /// How long a payment waits for a gateway with room before it goes
+    /// back to the queue.
+    pub capacity_wait_max: Duration,
+    /// How long after an unknown outcome the gateway is asked about it, so
+    /// that the call in question has surely finished there.
+    pub lookup_delay: Duration,
+    /// The longest pause between two attempts of one payment.
+    pub retry_delay_max: Duration,
+    /// A payment no gateway could take within this is failed (one with an
+    /// unknown outcome is resolved first, however long that takes).
+    pub payment_deadline: SignedDuration,
+    /// How often the queue is looked at when nothing woke the router.
+    pub poll_period: Duration,
+}
+
+impl Default for PaymentLimits {
+    fn default() -> PaymentLimits {
+        PaymentLimits {
+            in_flight_max: 512,
+            lease: SignedDuration::from_secs(60),
+            capacity_wait_max: Duration::from_secs(2),
+            lookup_delay: Duration::from_secs(1),
+            retry_delay_max: Duration::from_secs(30),
+            payment_deadline: SignedDuration::from_mins(5),
+            poll_period: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    config: GatewayRoute,
+    window: Mutex<SlidingWindow>,
+    breaker: Mutex<Breaker>,
+    /// A 429 asks the router to stay away until then.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl Route {
+    fn name(&self) -> &str {
+        self.config.gateway.name()
+    }
+
+    /// Takes room for one charge now, or says when to look again.
+    fn take_room(&self, now: Instant) -> Result<(), Instant> {
+        let mut resting = self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = *resting {
+            if now < until {
+                return Err(until);
+            }
+            *resting = None;
+        }
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        window.try_take(now)?;
+        if self
+            .breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allows(now)
+        {
+            Ok(())
+        } else {
+            window.give_back();
+            Err(now + Duration::from_millis(50))
+        }
+    }
+
+    /// Gives back room taken for a charge that was never sent.
+    fn give_back(&self) {
+        self.window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back();
+        self.breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cancel_probe(Instant::now());
+    }
+
+    fn rest(&self, until: Instant) {
+        *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(until);
+    }
+
+    fn succeeded(&self) {
+        self.breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .succeeded();
+    }
+
+    fn failed(&self) {
+        self.breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(Instant::now());
+    }
+}
+
+#[derive(Debug)]
+pub struct PaymentRouter {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    campaigns: Arc<CampaignBook>,
+    key: PaymentKey,
+    routes: Vec<Route>,
+    limits: PaymentLimits,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    metrics: EngineMetrics,
+}
+
+impl PaymentRouter {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        campaigns: Arc<CampaignBook>,
+        key: PaymentKey,
+        mut gateways: Vec<GatewayRoute>,
+        limits: PaymentLimits,
+        metrics: EngineMetrics,
+    ) -> PaymentRouter {
+        gateways.sort_by_key(|route| route.priority);
+        PaymentRouter {
+            store,
+            clock,
+            campaigns,
+            key,
+            routes: gateways
+                .into_iter()
+                .map(|config| Route {
+                    window: Mutex::new(SlidingWindow::new(config.rate_per_second)),
+                    breaker: Mutex::new(Breaker::new()),
+                    resting_until: Mutex::new(None),
+                    config,
+                })
+                .collect(),
+            permits: Arc::new(Semaphore::new(limits.in_flight_max.max(1))),
+            limits,
+            wake: Notify::new(),
+            metrics,
+        }
+    }
+
+    pub fn key(&self) -> &PaymentKey {
+        &self.key
+    }
+
+    /// Tells the router a payment was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Takes payments from the queue and works on them until `shutdown`
+    /// resolves; then lets the calls under way finish.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let leased = match self.dispatch_once().await {
+                Ok(leased) => leased,
+                Err(error) => {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "leasing payments failed"
+                    );
+                    0
+                }
+            };
+            if leased > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.limits.poll_period) => {}
+            }
+        }
+        let in_flight = self.limits.in_flight_max.max(1) as u32;
+        let _ = self.permits.acquire_many(in_flight).await;
+    }
+
+    /// Leases as many due payments as there is room for and starts working
+    /// on each; answers how many.
+    pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize, voucherd_store::StoreError> {
+        let room = self.permits.available_permits().min(256);
+        if room == 0 {
+            return Ok(0);
+        }
+        let tasks = self
+            .store
+            .lease_payments(self.clock.now(), self.limits.lease, room as u32)
+            .await?;
+        let leased = tasks.len();
+        for task in tasks {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let router = self.clone();
+            tokio::spawn(async move {
+                router.work(task).await;
+                drop(permit);
+                router.wake.notify_one();
+            });
+        }
+        Ok(leased)
+    }
+
+    async fn work(&self, task: PaymentTask) {
+        let step = match task.pinned_gateway.clone() {
+            Some(pinned) => self.resolve(&task, &pinned).await,
+            None => self.charge(&task).await,
+        };
+        let Some(step) = step else {
+            return;
+        };
+        if let Err(error) = self
+            .store
+            .finish_payment(&task.lease, &step, self.clock.now())
+            .await
+        {
+            // The lease runs out and the payment is taken again; a pinned
+            // charge is then resolved by a lookup, so nothing is lost.
+            tracing::error!(order = %task.order.id, error = &error as &dyn std::error::Error,
+                "recording a payment's outcome failed");
+        }
+    }
+
+    fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.name() == name)
+    }
+
+    /// The most preferred gateway with room, waiting up to the limit.
+    async fn choose(&self) -> Option<&Route> {
+        let deadline = Instant::now() + self.limits.capacity_wait_max;
+        loop {
+            let now = Instant::now();
+            let mut next = deadline;
+            for route in &self.routes {
+                match route.take_room(now) {
+                    Ok(()) => return Some(route),
+                    Err(at) => next = next.min(at),
+                }
+            }
+            if now >= deadline {
+                return None;
+            }
+            tokio::time::sleep_until(next.max(now + Duration::from_millis(1)).into()).await;
+        }
+    }
+
+    fn retry_at(&self, attempts: u32, floor: Duration) -> Timestamp {
+        let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempts.min(10)))
+            .min(self.limits.retry_delay_max)
+            .max(floor);
+        let backoff = SignedDuration::try_from(backoff).unwrap_or(SignedDuration::from_secs(30));
+        self.clock
+            .now()
+            .checked_add(backoff)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The resolution of a captured charge: the voucher's expiry counts
+    /// from now, when it is issued.
+    fn paid(&self, task: &PaymentTask, gateway: &str) -> Resolution {
+        let expires_at = self
+            .campaigns
+            .get(task.order.campaign_id)
+            .and_then(|entry| entry.spec().voucher_expires_at(self.clock.now()));
+        Resolution::Paid {
+            gateway: gateway.to_owned(),
+            expires_at,
+        }
+    }
+
+    async fn charge(&self, task: &PaymentTask) -> Option<PaymentStep> {
+        let now = self.clock.now();
+        let overdue = now.duration_since(task.order.created_at) > self.limits.payment_deadline;
+        let card = match self.key.open(&task.sealed_card, now) {
+            Ok(card) => card,
+            Err(error) => {
+                tracing::error!(order = %task.order.id, %error, "a queued card cannot be opened");
+                return Some(PaymentStep {
+                    attempt: None,
+                    resolution: Resolution::Failed {
+                        reason: "the card could not be read back; check out again".into(),
+                    },
+                });
+            }
+        };
+        let Some(route) = self.choose().await else {
+            let resolution = if overdue {
+                Resolution::Failed {
+                    reason: "no payment gateway could take the payment in time".into(),
+                }
+            } else {
+                Resolution::Retry {
+                    next_attempt_at: self.retry_at(0, Duration::ZERO),
+                    pinned_gateway: None,
+                }
+            };
+            return Some(PaymentStep {
+                attempt: None,
+                resolution,
+            });
+        };
+        let name = route.name().to_owned();
+        let Some(number) = self.start(task, &name, AttemptKind::Charge).await else {
+            route.give_back();
+            return None;
+        };
+        let key = task.order.id.to_string();
+        let answer = route
+            .config
+            .gateway
+            .charge(&ChargeRequest {
+                idempotency_key: &key,
+                amount: task.order.amount,
+                card: &card,
+            })
+            .await;
+        let (outcome, detail, charge_id, resolution) = match answer {
+            ChargeAnswer::Captured { charge_id } => {
+                route.succeeded();
+                (
+                    AttemptOutcome::Captured,
+                    None,
+                    Some(charge_id),
+                    self.paid(task, &name),
+                )
+            }
+            ChargeAnswer::Declined { charge_id } => {
+                route.succeeded();
+                let resolution = Resolution::Failed {
+                    reason: "the card was declined".into(),
+                };
+                (AttemptOutcome::Declined, None, Some(charge_id), resolution)
+            }
+            ChargeAnswer::Refused {
+                reason,
+                retry_after,
+                rate_limited,
+            } => {
+                // A full gateway is healthy: stay away for as long as it
+                // asks. One that refuses otherwise counts towards its
+                // breaker.
+                if !rate_limited {
+                    route.failed();
+                }
+                if let Some(wait) = retry_after {
+                    route.rest(Instant::now() + wait);
+                }
+                let resolution = Resolution::Retry {
+                    next_attempt_at: self.clock.now(),
+                    pinned_gateway: None,
+                };
+                (AttemptOutcome::Refused, Some(reason), None, resolution)
+            }
+            ChargeAnswer::Unknown { reason } => {
+                route.failed();
+                let resolution = Resolution::Retry {
+                    next_attempt_at: self.retry_at(0, self.limits.lookup_delay),
+                    pinned_gateway: Some(name.clone()),
+                };
+                (AttemptOutcome::Unknown, Some(reason), None, resolution)
+            }
+        };
+        self.count(&name, outcome);
+        Some(PaymentStep {
+            attempt: Some(AttemptResult {
+                number,
+                outcome,
+                detail,
+                charge_id,
+            }),
+            resolution,
+        })
+    }
+
+    /// Asks the gateway a charge went to what became of it.
+    async fn resolve(&self, task: &PaymentTask, pinned: &str) -> Option<PaymentStep> {
+        let Some(route) = self.route(pinned) else {
+            tracing::error!(order = %task.order.id, gateway = pinned,
+                "a payment's outcome is unknown at a gateway that is no longer configured");
+            return Some(PaymentStep {
+                attempt: None,
+                resolution: Resolution::Retry {
+                    next_attempt_at: self.retry_at(task.attempts, self.limits.retry_delay_max),
+                    pinned_gateway: Some(pinned.to_owned()),
+                },
+            });
+        };
+        let number = self.start(task, pinned, AttemptKind::Lookup).await?;
+        let answer = route
+            .config
+            .gateway
+            .lookup(&task.order.id.to_string())
+            .await;
+        let (outcome, detail, charge_id, resolution) = match answer {
+            LookupAnswer::Captured { charge_id } => (
+                AttemptOutcome::Captured,
+                None,
+                Some(charge_id),
+                self.paid(task, pinned),
+            ),
+            LookupAnswer::Declined { charge_id } => {
+                let resolution = Resolution::Failed {
+                    reason: "the card was declined".into(),
+                };
+                (AttemptOutcome::Declined, None, Some(charge_id), resolution)
+            }
+            LookupAnswer::NotFound => {
+                let resolution = Resolution::Retry {
+                    next_attempt_at: self.clock.now(),
+                    pinned_gateway: None,
+                };
+                (AttemptOutcome::NotFound, None, None, resolution)
+            }
+            LookupAnswer::Failed { reason } => {
+                route.failed();
+                let resolution = Resolution::Retry {
+                    next_attempt_at: self.retry_at(task.attempts, self.limits.lookup_delay),
+                    pinned_gateway: Some(pinned.to_owned()),
+                };
+                (AttemptOutcome::Failed, Some(reason), None, resolution)
+            }
+        };
+        self.count(pinned, outcome);
+        Some(PaymentStep {
+            attempt: Some(AttemptResult {
+                number,
+                outcome,
+                detail,
+                charge_id,
+            }),
+            resolution,
+        })
+    }
+
+    /// Records the call about to leave; `None` when the lease was lost (or
+    /// the store failed), and the call must not be made.
+    async fn start(&self, task: &PaymentTask, gateway: &str, kind: AttemptKind) -> Option<u32> {
+        match self
+            .store
+            .start_attempt(&task.lease, gateway, kind, self.clock.now())
+            .await
+        {
+            Ok(number) => number,
+            Err(error) => {
+                tracing::warn!(order = %task.order.id, error = &error as &dyn std::error::Error,
+                    "recording a payment attempt failed; the payment waits for its lease to run out");
+                None
+            }
+        }
+    }
+
+    fn count(&self, gateway: &str, outcome: AttemptOutcome) {
+        self.metrics.count_payment(gateway, outcome.as_str());
+    }
+}
