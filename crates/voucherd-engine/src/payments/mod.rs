@@ -31,7 +31,7 @@ use voucherd_store::model::{
 
 use self::breaker::Breaker;
 use self::gateway::{ChargeAnswer, ChargeRequest, Gateway, LookupAnswer};
-use self::limiter::SlidingWindow;
+use self::limiter::{SlidingWindow, Slot};
 use self::seal::PaymentKey;
 use crate::campaigns::CampaignBook;
 use crate::clock::Clock;
@@ -95,12 +95,9 @@ impl Route {
         self.config.gateway.name()
     }
 
-    /// Takes room for one charge now, or says when to look again.
-    fn take_room(&self, now: Instant) -> Result<(), Instant> {
-        let mut resting = self
-            .resting_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Holds room for one charge now, or says when to look again.
+    fn take_room(&self, now: Instant) -> Result<Slot, Instant> {
+        let mut resting = self.resting_until.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(until) = *resting {
             if now < until {
                 return Err(until);
@@ -108,51 +105,54 @@ impl Route {
             *resting = None;
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        window.try_take(now)?;
-        if self
-            .breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .allows(now)
-        {
-            Ok(())
+        let slot = window.try_take(now)?;
+        if self.breaker.lock().unwrap_or_else(PoisonError::into_inner).allows(now) {
+            Ok(slot)
         } else {
-            window.give_back();
+            window.give_back(slot);
             Err(now + Duration::from_millis(50))
         }
     }
 
+    /// Waits until the held room can be used now, the moment the charge
+    /// leaves.
+    async fn confirm(&self, slot: Slot) {
+        loop {
+            let now = Instant::now();
+            let confirmed = self.window.lock().unwrap_or_else(PoisonError::into_inner).confirm(slot, now);
+            match confirmed {
+                Ok(()) => return,
+                Err(at) => tokio::time::sleep_until(at.max(now + Duration::from_millis(1)).into()).await,
+            }
+        }
+    }
+
     /// Gives back room taken for a charge that was never sent.
-    fn give_back(&self) {
-        self.window
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .give_back();
+    fn give_back(&self, slot: Slot) {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner).give_back(slot);
         self.breaker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .cancel_probe(Instant::now());
     }
 
-    fn rest(&self, until: Instant) {
-        *self
-            .resting_until
+    fn refused_for_rate(&self) {
+        self.window
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(until);
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused_at(Instant::now());
+    }
+
+    fn rest(&self, until: Instant) {
+        *self.resting_until.lock().unwrap_or_else(PoisonError::into_inner) = Some(until);
     }
 
     fn succeeded(&self) {
-        self.breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .succeeded();
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner).succeeded();
     }
 
     fn failed(&self) {
-        self.breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .failed(Instant::now());
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner).failed(Instant::now());
     }
 }
 
@@ -188,7 +188,7 @@ impl PaymentRouter {
             routes: gateways
                 .into_iter()
                 .map(|config| Route {
-                    window: Mutex::new(SlidingWindow::new(config.rate_per_second)),
+                    window: Mutex::new(SlidingWindow::full_until_a_window_after(config.rate_per_second, Instant::now())),
                     breaker: Mutex::new(Breaker::new()),
                     resting_until: Mutex::new(None),
                     config,
@@ -289,14 +289,14 @@ impl PaymentRouter {
     }
 
     /// The most preferred gateway with room, waiting up to the limit.
-    async fn choose(&self) -> Option<&Route> {
+    async fn choose(&self) -> Option<(&Route, Slot)> {
         let deadline = Instant::now() + self.limits.capacity_wait_max;
         loop {
             let now = Instant::now();
             let mut next = deadline;
             for route in &self.routes {
                 match route.take_room(now) {
-                    Ok(()) => return Some(route),
+                    Ok(slot) => return Some((route, slot)),
                     Err(at) => next = next.min(at),
                 }
             }
@@ -346,7 +346,7 @@ impl PaymentRouter {
                 });
             }
         };
-        let Some(route) = self.choose().await else {
+        let Some((route, slot)) = self.choose().await else {
             let resolution = if overdue {
                 Resolution::Failed {
                     reason: "no payment gateway could take the payment in time".into(),
@@ -364,9 +364,10 @@ impl PaymentRouter {
         };
         let name = route.name().to_owned();
         let Some(number) = self.start(task, &name, AttemptKind::Charge).await else {
-            route.give_back();
+            route.give_back(slot);
             return None;
         };
+        route.confirm(slot).await;
         let key = task.order.id.to_string();
         let answer = route
             .config
@@ -399,14 +400,17 @@ impl PaymentRouter {
                 retry_after,
                 rate_limited,
             } => {
-                // A full gateway is healthy: stay away for as long as it
-                // asks. One that refuses otherwise counts towards its
-                // breaker.
-                if !rate_limited {
+                // A full gateway is healthy: it counted more than this node
+                // did, so its window here takes one more place. One that
+                // refuses otherwise counts towards its breaker and is left
+                // alone for as long as it asks.
+                if rate_limited {
+                    route.refused_for_rate();
+                } else {
                     route.failed();
-                }
-                if let Some(wait) = retry_after {
-                    route.rest(Instant::now() + wait);
+                    if let Some(wait) = retry_after {
+                        route.rest(Instant::now() + wait);
+                    }
                 }
                 let resolution = Resolution::Retry {
                     next_attempt_at: self.clock.now(),

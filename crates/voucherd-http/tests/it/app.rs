@@ -13,7 +13,10 @@ use voucherd_core::ids::{TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_engine::clock::ManualClock;
 use voucherd_engine::model::Tenant;
-use voucherd_engine::{Engine, EngineConfig};
+use voucherd_engine::payments::gateway::HttpGateway;
+use voucherd_engine::payments::seal::PaymentKey;
+use voucherd_engine::payments::{GatewayRoute, PaymentLimits};
+use voucherd_engine::{Engine, EngineConfig, PaymentSetup};
 use voucherd_http::HttpConfig;
 use voucherd_http::auth::{Role, mint};
 use voucherd_store::Store;
@@ -94,6 +97,32 @@ fn uuid_like(name: &str) -> uuid::Uuid {
 impl TestApp {
     pub async fn new() -> TestApp {
         TestApp::with_config(EngineConfig::default()).await
+    }
+
+    /// With the payment router running against `gateways`: (name, url,
+    /// rate, priority).
+    pub async fn with_gateways(gateways: &[(&str, String, u32, u32)], limits: PaymentLimits) -> TestApp {
+        let routes = gateways
+            .iter()
+            .map(|(name, url, rate_per_second, priority)| GatewayRoute {
+                gateway: Arc::new(HttpGateway::new(name, url, std::time::Duration::from_millis(300))),
+                priority: *priority,
+                rate_per_second: *rate_per_second,
+            })
+            .collect();
+        let config = EngineConfig {
+            payments: Some(PaymentSetup {
+                key: PaymentKey::from_bytes(&[42; 32]).expect("a 32-byte key"),
+                gateways: routes,
+                limits,
+            }),
+            ..EngineConfig::default()
+        };
+        let app = TestApp::with_config(config).await;
+        if let Some(router) = app.engine.payments() {
+            tokio::spawn(router.run(std::future::pending::<()>()));
+        }
+        app
     }
 
     pub async fn with_config(config: EngineConfig) -> TestApp {

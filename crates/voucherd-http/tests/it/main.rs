@@ -7,4 +7,5 @@ mod campaigns;
 mod claims;
 mod idempotency;
 mod operations;
+mod payments;
 mod vouchers;

@@ -4,5 +4,6 @@ mod burst;
 mod crash;
 mod database;
 mod nodes;
+mod payments;
 mod server;
 mod shutdown;

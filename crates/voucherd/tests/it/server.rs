@@ -73,6 +73,17 @@ impl TestServer {
         }
     }
 
+    /// Another handle on the same server that does not own the process.
+    pub fn handle(&self) -> TestServer {
+        TestServer {
+            child: None,
+            base: self.base.clone(),
+            admin: self.admin.clone(),
+            service: self.service.clone(),
+            client: self.client.clone(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
