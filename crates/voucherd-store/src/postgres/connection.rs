@@ -24,11 +24,18 @@ use crate::{StoreError, StoreResult};
 /// The schema, one step per version, applied in order and recorded in
 /// `schema_migrations`. A step is never edited once released; changes are
 /// new steps.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/postgres/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "payments",
+        include_str!("../../migrations/postgres/0002_payments.sql"),
+    ),
+];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.
 const MIGRATION_LOCK: i64 = 0x766f_7563_6865_7264;
