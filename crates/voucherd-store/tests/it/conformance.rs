@@ -194,7 +194,7 @@ fn target(voucher: &VoucherRecord) -> VoucherTarget {
     }
 }
 
-const NOON: &str = "2026-12-01T12:00:00Z";
+pub const NOON: &str = "2026-12-01T12:00:00Z";
 
 pub async fn tenants_and_campaigns_round_trip(store: Arc<dyn Store>) {
     let tenant_id = new_tenant(&store).await;
@@ -950,7 +950,7 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
     assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
 }
 
-fn sale(supply: i64) -> CampaignDraft {
+pub fn sale(supply: i64) -> CampaignDraft {
     CampaignDraft {
         kind: Some("sale".into()),
         price: Some((100_000, "THB".into())),
@@ -962,7 +962,7 @@ fn sale(supply: i64) -> CampaignDraft {
     }
 }
 
-fn checkout_of(voucher: &VoucherRecord, holder: Option<&str>) -> Checkout {
+pub fn checkout_of(voucher: &VoucherRecord, holder: Option<&str>) -> Checkout {
     Checkout {
         tenant_id: voucher.tenant_id,
         reservation_id: voucher.reservation_id.expect("a reservation"),
@@ -985,14 +985,14 @@ async fn reserve(
     claimed(&claim_all(store, vec![claim(campaign, name, now)], now).await[0]).clone()
 }
 
-fn accepted(outcome: CheckoutOutcome) -> OrderRecord {
+pub fn accepted(outcome: CheckoutOutcome) -> OrderRecord {
     match outcome {
         CheckoutOutcome::Accepted(order) => *order,
         other => panic!("expected an accepted checkout, got {other:?}"),
     }
 }
 
-const LEASE: SignedDuration = SignedDuration::from_secs(30);
+pub const LEASE: SignedDuration = SignedDuration::from_secs(30);
 
 async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> PaymentTask {
     let mut tasks = store.lease_payments(now, LEASE, 10).await.unwrap();
@@ -1000,7 +1000,7 @@ async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> PaymentTask {
     tasks.remove(0)
 }
 
-fn step(number: u32, outcome: AttemptOutcome, resolution: Resolution) -> PaymentStep {
+pub fn step(number: u32, outcome: AttemptOutcome, resolution: Resolution) -> PaymentStep {
     PaymentStep {
         attempt: Some(AttemptResult {
             number,
