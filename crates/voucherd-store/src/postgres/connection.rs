@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Transaction,
 };
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::PostgresConfig;
 use crate::{StoreError, StoreResult};
@@ -24,11 +25,18 @@ use crate::{StoreError, StoreResult};
 /// The schema, one step per version, applied in order and recorded in
 /// `schema_migrations`. A step is never edited once released; changes are
 /// new steps.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/postgres/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "payments",
+        include_str!("../../migrations/postgres/0002_payments.sql"),
+    ),
+];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.
 const MIGRATION_LOCK: i64 = 0x766f_7563_6865_7264;
@@ -78,6 +86,57 @@ impl Pools {
         side: Side,
         work: impl AsyncFnOnce(&ClientWrapper) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        self.connected(side, async |client| work(client).await)
+            .await
+    }
+
+    /// Runs `work` in one transaction on the primary: committed when `work`
+    /// answers, rolled back when it fails. Read committed, so each statement
+    /// sees what other nodes committed before it; `work` decides with
+    /// conditional statements and the row locks they take, never with what
+    /// an earlier statement read.
+    pub(crate) async fn transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.connected(Side::Primary, async |client| {
+            let transaction = client.transaction().await.map_err(database)?;
+            // On an error the transaction is dropped, which sends its
+            // ROLLBACK ahead of whatever the connection runs next.
+            let answer = work(&transaction).await?;
+            transaction.commit().await.map_err(database)?;
+            Ok(answer)
+        })
+        .await
+    }
+
+    /// Runs the reads of `work` on one snapshot, so that records read by
+    /// different statements agree with each other.
+    pub(crate) async fn snapshot<T>(
+        &self,
+        side: Side,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.connected(side, async |client| {
+            let transaction = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(database)?;
+            let answer = work(&transaction).await?;
+            transaction.commit().await.map_err(database)?;
+            Ok(answer)
+        })
+        .await
+    }
+
+    async fn connected<T>(
+        &self,
+        side: Side,
+        work: impl AsyncFnOnce(&mut ClientWrapper) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let pool = match (side, &self.replica) {
             (Side::Replica, Some(replica)) => replica,
             _ => &self.primary,
@@ -111,8 +170,8 @@ impl Pools {
 struct Borrowed(Option<Object>);
 
 impl Borrowed {
-    fn client(&self) -> StoreResult<&ClientWrapper> {
-        self.0.as_deref().ok_or(StoreError::Closed)
+    fn client(&mut self) -> StoreResult<&mut ClientWrapper> {
+        self.0.as_deref_mut().ok_or(StoreError::Closed)
     }
 
     fn give_back(&mut self) {

@@ -6,6 +6,7 @@
 //!
 //! - `connection`: pools, error sorting and migrations.
 //! - `claims` with `claim_batch.sql`: deciding claims.
+//! - `payments`: checkout, the payment queue nodes lease from, settlement.
 //! - `campaigns`, `vouchers`, `idempotency`: the other operations.
 //! - `rows`: rows to records.
 
@@ -13,6 +14,7 @@ mod campaigns;
 mod claims;
 mod connection;
 mod idempotency;
+mod payments;
 mod rows;
 mod vouchers;
 
@@ -103,70 +105,6 @@ pub async fn migrate(config: &PostgresConfig) -> StoreResult<Vec<i64>> {
 
 #[async_trait]
 impl Store for PostgresStore {
-    // Temporary, on the payments branch only: the PostgreSQL payments are
-    // being written alongside; these answer errors until they land.
-    async fn reservation(
-        &self,
-        _: TenantId,
-        _: ReservationId,
-    ) -> StoreResult<Option<VoucherRecord>> {
-        Err(pending_payments())
-    }
-    async fn begin_checkout(&self, _: &Checkout, _: Timestamp) -> StoreResult<CheckoutOutcome> {
-        Err(pending_payments())
-    }
-    async fn release_reservation(
-        &self,
-        _: TenantId,
-        _: ReservationId,
-        _: Option<&UserId>,
-    ) -> StoreResult<ReleaseOutcome> {
-        Err(pending_payments())
-    }
-    async fn release_expired_reservations(
-        &self,
-        _: Timestamp,
-        _: u32,
-    ) -> StoreResult<Vec<CampaignId>> {
-        Err(pending_payments())
-    }
-    async fn lease_payments(
-        &self,
-        _: Timestamp,
-        _: SignedDuration,
-        _: u32,
-    ) -> StoreResult<Vec<PaymentTask>> {
-        Err(pending_payments())
-    }
-    async fn start_attempt(
-        &self,
-        _: &PaymentLease,
-        _: &str,
-        _: AttemptKind,
-        _: Timestamp,
-    ) -> StoreResult<Option<u32>> {
-        Err(pending_payments())
-    }
-    async fn finish_payment(
-        &self,
-        _: &PaymentLease,
-        _: &PaymentStep,
-        _: Timestamp,
-    ) -> StoreResult<bool> {
-        Err(pending_payments())
-    }
-    async fn order(
-        &self,
-        _: TenantId,
-        _: OrderId,
-        _: Option<&UserId>,
-    ) -> StoreResult<Option<OrderDetails>> {
-        Err(pending_payments())
-    }
-    async fn payment_counts(&self, _: CampaignId) -> StoreResult<PaymentCounts> {
-        Err(pending_payments())
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         self.pools
             .run(Side::Primary, async |client| {
@@ -357,6 +295,114 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+    ) -> StoreResult<Option<VoucherRecord>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::reservation(client, tenant_id, reservation_id).await
+            })
+            .await
+    }
+
+    async fn begin_checkout(
+        &self,
+        checkout: &Checkout,
+        now: Timestamp,
+    ) -> StoreResult<CheckoutOutcome> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::begin_checkout(client, checkout, now).await
+            })
+            .await
+    }
+
+    async fn release_reservation(
+        &self,
+        tenant_id: TenantId,
+        reservation_id: ReservationId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<ReleaseOutcome> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::release_reservation(client, tenant_id, reservation_id, holder).await
+            })
+            .await
+    }
+
+    async fn release_expired_reservations(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<CampaignId>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::release_expired(client, now, limit).await
+            })
+            .await
+    }
+
+    async fn lease_payments(
+        &self,
+        now: Timestamp,
+        lease: SignedDuration,
+        limit: u32,
+    ) -> StoreResult<Vec<PaymentTask>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::lease(client, now, lease, limit).await
+            })
+            .await
+    }
+
+    async fn start_attempt(
+        &self,
+        lease: &PaymentLease,
+        gateway: &str,
+        kind: AttemptKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<u32>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::start_attempt(client, lease, gateway, kind, now).await
+            })
+            .await
+    }
+
+    async fn finish_payment(
+        &self,
+        lease: &PaymentLease,
+        step: &PaymentStep,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.pools
+            .transaction(async |transaction| payments::finish(transaction, lease, step, now).await)
+            .await
+    }
+
+    async fn order(
+        &self,
+        tenant_id: TenantId,
+        order_id: OrderId,
+        holder: Option<&UserId>,
+    ) -> StoreResult<Option<OrderDetails>> {
+        self.pools
+            .snapshot(Side::Primary, async |transaction| {
+                payments::details(transaction, tenant_id, order_id, holder).await
+            })
+            .await
+    }
+
+    async fn payment_counts(&self, campaign_id: CampaignId) -> StoreResult<PaymentCounts> {
+        self.pools
+            .run(Side::Replica, async |client| {
+                payments::counts(client, campaign_id).await
+            })
+            .await
+    }
+
     async fn stored_response(
         &self,
         scope: &IdempotencyScope,
@@ -387,8 +433,4 @@ impl Store for PostgresStore {
             })
             .await
     }
-}
-
-fn pending_payments() -> crate::StoreError {
-    crate::StoreError::Database("PostgreSQL payments are not implemented on this branch yet".into())
 }

@@ -73,8 +73,8 @@ pub(crate) fn reservation(
         .transpose()
 }
 
-/// A reservation's voucher as checkout finds it.
-struct Held {
+/// The reservation a checkout is about, as stored.
+struct Reservation {
     voucher_id: String,
     campaign_id: String,
     state: String,
@@ -102,7 +102,7 @@ pub(crate) fn begin_checkout(
                         checkout.holder.as_ref().map(UserId::as_str)
                     ],
                     |row| {
-                        Ok(Held {
+                        Ok(Reservation {
                             voucher_id: row.get(0)?,
                             campaign_id: row.get(1)?,
                             state: row.get(2)?,
@@ -115,7 +115,7 @@ pub(crate) fn begin_checkout(
                 .optional()
         })
         .map_err(database)?;
-    let Some(Held {
+    let Some(Reservation {
         voucher_id,
         campaign_id,
         state,
@@ -290,48 +290,67 @@ pub(crate) fn lease(
     limit: u32,
 ) -> StoreResult<Vec<PaymentTask>> {
     let lease_until = millis(now.checked_add(lease).unwrap_or(Timestamp::MAX));
-    // A working payment whose lease ran out belongs to a node that stopped
-    // mid-call: what it was calling is not known, so it is marked so.
-    connection
-        .execute(
-            "UPDATE payment_attempts SET outcome = 'interrupted', finished_at = ?1
-             WHERE finished_at IS NULL AND order_id IN (
-                 SELECT order_id FROM payments WHERE state = 'working' AND lease_until <= ?1
-             )",
-            [millis(now)],
+    let mut due = connection
+        .prepare_cached(
+            "SELECT order_id, state = 'working' FROM payments
+             WHERE (state = 'queued' AND next_attempt_at <= ?1) OR (state = 'working' AND lease_until <= ?1)
+             ORDER BY next_attempt_at, order_id LIMIT ?2",
         )
         .map_err(database)?;
-    let mut statement = connection
+    let due: Vec<(String, bool)> = due
+        .query_map(params![millis(now), limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .map_err(database)?
+        .collect::<Result<_, _>>()
+        .map_err(database)?;
+    due.into_iter()
+        .map(|(order_id, lapsed)| {
+            // A working payment whose lease ran out belongs to a node that
+            // stopped mid-call: what it was calling is not known, so it is
+            // marked so. Only for the payments taken here: until another
+            // node takes a payment, its lease still writes.
+            if lapsed {
+                connection
+                    .execute(
+                        "UPDATE payment_attempts SET outcome = 'interrupted', finished_at = ?2
+                         WHERE order_id = ?1 AND finished_at IS NULL",
+                        params![order_id, millis(now)],
+                    )
+                    .map_err(database)?;
+            }
+            take(connection, parse(order_id)?, lease_until)
+        })
+        .collect()
+}
+
+/// Leases one due payment under a fresh lease id.
+fn take(connection: &Connection, order_id: OrderId, lease_until: i64) -> StoreResult<PaymentTask> {
+    let (lease_id, sealed_card, pinned_gateway, attempts) = connection
         .prepare_cached(
             "UPDATE payments SET state = 'working', lease_id = lower(hex(randomblob(16))), lease_until = ?2
-             WHERE order_id IN (
-                 SELECT order_id FROM payments
-                 WHERE (state = 'queued' AND next_attempt_at <= ?1) OR (state = 'working' AND lease_until <= ?1)
-                 ORDER BY next_attempt_at LIMIT ?3
-             )
-             RETURNING order_id, lease_id, sealed_card, pinned_gateway, attempts",
+             WHERE order_id = ?1
+             RETURNING lease_id, sealed_card, pinned_gateway, attempts",
         )
+        .and_then(|mut statement| {
+            statement.query_row(params![order_id.to_string(), lease_until], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+        })
         .map_err(database)?;
-    let mut leased = statement
-        .query(params![millis(now), lease_until, limit])
-        .map_err(database)?;
-    let mut tasks = Vec::new();
-    while let Some(row) = leased.next().map_err(database)? {
-        let order_id: OrderId = parse(row.get(0).map_err(database)?)?;
-        let attempts: i64 = row.get(4).map_err(database)?;
-        tasks.push(PaymentTask {
-            order: find_order(connection, order_id)?
-                .ok_or_else(|| rows::corrupt("a payment without its order"))?,
-            lease: PaymentLease {
-                order_id,
-                lease_id: row.get(1).map_err(database)?,
-            },
-            sealed_card: row.get(2).map_err(database)?,
-            pinned_gateway: row.get(3).map_err(database)?,
-            attempts: u32::try_from(attempts).map_err(rows::corrupt)?,
-        });
-    }
-    Ok(tasks)
+    Ok(PaymentTask {
+        order: find_order(connection, order_id)?
+            .ok_or_else(|| rows::corrupt("a payment without its order"))?,
+        lease: PaymentLease { order_id, lease_id },
+        sealed_card,
+        pinned_gateway,
+        attempts: u32::try_from(attempts).map_err(rows::corrupt)?,
+    })
 }
 
 fn find_order(connection: &Connection, order_id: OrderId) -> StoreResult<Option<OrderRecord>> {

@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             a_declined_order_fails_and_the_reservation_can_be_paid_again,
             an_unknown_outcome_pins_the_payment_to_its_gateway,
             a_lease_that_runs_out_is_taken_again_and_its_call_marked_interrupted,
+            a_lapsed_lease_nobody_took_again_still_finishes_its_call,
             reservations_expire_and_release_but_never_under_a_payment,
             checkout_refuses_what_it_cannot_pay_for,
             the_reference_model_agrees_on_random_histories
@@ -193,7 +194,7 @@ fn target(voucher: &VoucherRecord) -> VoucherTarget {
     }
 }
 
-const NOON: &str = "2026-12-01T12:00:00Z";
+pub const NOON: &str = "2026-12-01T12:00:00Z";
 
 pub async fn tenants_and_campaigns_round_trip(store: Arc<dyn Store>) {
     let tenant_id = new_tenant(&store).await;
@@ -949,7 +950,7 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
     assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
 }
 
-fn sale(supply: i64) -> CampaignDraft {
+pub fn sale(supply: i64) -> CampaignDraft {
     CampaignDraft {
         kind: Some("sale".into()),
         price: Some((100_000, "THB".into())),
@@ -961,7 +962,7 @@ fn sale(supply: i64) -> CampaignDraft {
     }
 }
 
-fn checkout_of(voucher: &VoucherRecord, holder: Option<&str>) -> Checkout {
+pub fn checkout_of(voucher: &VoucherRecord, holder: Option<&str>) -> Checkout {
     Checkout {
         tenant_id: voucher.tenant_id,
         reservation_id: voucher.reservation_id.expect("a reservation"),
@@ -984,14 +985,14 @@ async fn reserve(
     claimed(&claim_all(store, vec![claim(campaign, name, now)], now).await[0]).clone()
 }
 
-fn accepted(outcome: CheckoutOutcome) -> OrderRecord {
+pub fn accepted(outcome: CheckoutOutcome) -> OrderRecord {
     match outcome {
         CheckoutOutcome::Accepted(order) => *order,
         other => panic!("expected an accepted checkout, got {other:?}"),
     }
 }
 
-const LEASE: SignedDuration = SignedDuration::from_secs(30);
+pub const LEASE: SignedDuration = SignedDuration::from_secs(30);
 
 async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> PaymentTask {
     let mut tasks = store.lease_payments(now, LEASE, 10).await.unwrap();
@@ -999,7 +1000,7 @@ async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> PaymentTask {
     tasks.remove(0)
 }
 
-fn step(number: u32, outcome: AttemptOutcome, resolution: Resolution) -> PaymentStep {
+pub fn step(number: u32, outcome: AttemptOutcome, resolution: Resolution) -> PaymentStep {
     PaymentStep {
         attempt: Some(AttemptResult {
             number,
@@ -1384,6 +1385,71 @@ pub async fn a_lease_that_runs_out_is_taken_again_and_its_call_marked_interrupte
         .unwrap();
     assert_eq!(
         (details.order.status, details.attempts[0].outcome),
+        (OrderStatus::Pending, Some(AttemptOutcome::Interrupted))
+    );
+}
+
+/// Only the payments a lease call takes over have their calls marked
+/// interrupted: a node whose lease ran out writes until another node takes
+/// the payment, and what it writes is not undone behind its back.
+pub async fn a_lapsed_lease_nobody_took_again_still_finishes_its_call(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(&store, tenant_id, sale(3)).await;
+    let now = at(NOON);
+    for name in ["ada", "bo"] {
+        let voucher = reserve(&store, &campaign, name, now).await;
+        accepted(
+            store
+                .begin_checkout(&checkout_of(&voucher, None), now)
+                .await
+                .unwrap(),
+        );
+    }
+    let tasks = store.lease_payments(now, LEASE, 10).await.unwrap();
+    assert_eq!(tasks.len(), 2);
+    for task in &tasks {
+        let number = store
+            .start_attempt(&task.lease, "alpha", AttemptKind::Charge, now)
+            .await
+            .unwrap();
+        assert_eq!(number, Some(1));
+    }
+    let after_lease = at("2026-12-01T12:00:30Z");
+    let taken = store.lease_payments(after_lease, LEASE, 1).await.unwrap();
+    assert_eq!(taken.len(), 1, "the limit holds for lapsed leases too");
+    let left = tasks
+        .iter()
+        .find(|task| task.order.id != taken[0].order.id)
+        .expect("the payment not taken again");
+    let paid = step(
+        1,
+        AttemptOutcome::Captured,
+        Resolution::Paid {
+            gateway: "alpha".into(),
+            expires_at: None,
+        },
+    );
+    assert!(
+        store
+            .finish_payment(&left.lease, &paid, after_lease)
+            .await
+            .unwrap(),
+        "nobody took it over, so the lease still writes"
+    );
+    let outcome_of = async |order_id| {
+        let details = store
+            .order(tenant_id, order_id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        (details.order.status, details.attempts[0].outcome)
+    };
+    assert_eq!(
+        outcome_of(left.order.id).await,
+        (OrderStatus::Paid, Some(AttemptOutcome::Captured))
+    );
+    assert_eq!(
+        outcome_of(taken[0].order.id).await,
         (OrderStatus::Pending, Some(AttemptOutcome::Interrupted))
     );
 }

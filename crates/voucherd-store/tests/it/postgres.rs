@@ -1,21 +1,35 @@
 //! The conformance suite on PostgreSQL, and what only several nodes on one
 //! database can show: claims from two nodes at once, a claim waiting for
-//! another node's locks, and a connection the server dropped.
+//! another node's locks, a connection the server dropped, and payments:
+//! nodes leasing from one queue, checking out one reservation, racing the
+//! expiry sweep and taking over each other's lapsed leases.
 //!
 //! The tests need a PostgreSQL server: `VOUCHERD_TEST_DATABASE_URL`, or a
 //! local one with trust authentication by default. Each case makes its own
 //! database and drops it when done.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::Barrier;
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use voucherd_core::Timestamp;
 use voucherd_core::campaign::CampaignDraft;
-use voucherd_store::model::{ClaimOutcome, ClaimRequest};
+use voucherd_core::ids::OrderId;
+use voucherd_core::voucher::VoucherState;
+use voucherd_store::model::{
+    AttemptKind, AttemptOutcome, CheckoutOutcome, ClaimOutcome, ClaimRequest, OrderStatus,
+    PaymentTask, Resolution, VoucherRecord,
+};
 use voucherd_store::postgres::{PostgresConfig, PostgresStore};
 use voucherd_store::{Store, StoreError};
 
-use crate::conformance::{at, claim, coupon, live_campaign, new_tenant};
+use crate::conformance::{
+    LEASE, NOON, accepted, at, checkout_of, claim, claim_all, coupon, live_campaign, new_tenant,
+    sale, step,
+};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DATABASE_PREFIX: &str = "voucherd_test_";
@@ -401,5 +415,360 @@ fn test_database_urls_keep_their_settings() {
     assert_eq!(
         with_database("host=h user=u", "x"),
         "host=h user=u dbname=x"
+    );
+}
+
+/// The fixture's store and a second node: its own pool on the same
+/// database, as another voucherd process would have.
+async fn two_nodes(fixture: &PostgresFixture) -> [Arc<dyn Store>; 2] {
+    let other_node: Arc<dyn Store> =
+        Arc::new(connect(PostgresConfig::new(fixture.url.clone())).await);
+    [fixture.store(), other_node]
+}
+
+/// A live sale campaign of `count` vouchers, all reserved by one user each.
+async fn reserved_sale(store: &Arc<dyn Store>, count: usize, now: Timestamp) -> Vec<VoucherRecord> {
+    let tenant_id = new_tenant(store).await;
+    let campaign = live_campaign(store, tenant_id, sale(count as i64)).await;
+    let claims = (0..count)
+        .map(|index| claim(&campaign, &format!("buyer-{index}"), now))
+        .collect();
+    claim_all(store, claims, now)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome {
+            ClaimOutcome::Claimed(voucher) => voucher,
+            other => panic!("expected a reservation, got {other:?}"),
+        })
+        .collect()
+}
+
+/// Reserves and checks out `count` vouchers: that many payments queued.
+async fn queued_payments(store: &Arc<dyn Store>, count: usize, now: Timestamp) -> Vec<OrderId> {
+    let mut orders = Vec::new();
+    for voucher in reserved_sale(store, count, now).await {
+        let outcome = store
+            .begin_checkout(&checkout_of(&voucher, None), now)
+            .await
+            .unwrap();
+        orders.push(accepted(outcome).id);
+    }
+    orders
+}
+
+/// Callers on both nodes lease from the queue at once, a few payments per
+/// call, until it is empty; answers every task each caller got. They all
+/// start together at a barrier so that their statements overlap.
+async fn lease_from_both_nodes(nodes: &[Arc<dyn Store>; 2], now: Timestamp) -> Vec<PaymentTask> {
+    let callers = 8;
+    let barrier = Arc::new(Barrier::new(callers));
+    let mut leasing = Vec::new();
+    for caller in 0..callers {
+        let (node, barrier) = (nodes[caller % 2].clone(), barrier.clone());
+        leasing.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut tasks = Vec::new();
+            loop {
+                let leased = node.lease_payments(now, LEASE, 3).await.unwrap();
+                if leased.is_empty() {
+                    return tasks;
+                }
+                tasks.extend(leased);
+            }
+        }));
+    }
+    let mut tasks = Vec::new();
+    for caller in leasing {
+        tasks.extend(caller.await.unwrap());
+    }
+    tasks
+}
+
+/// Nodes leasing from one queue at once never hold the same payment, both
+/// while payments are queued and once their leases ran out (SKIP LOCKED,
+/// and a row leased meanwhile is re-checked as no longer due); each lapsed
+/// call is marked interrupted once, and the leases taken over write no
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_leasing_at_once_never_hold_the_same_payment() {
+    let fixture = PostgresFixture::new().await;
+    let nodes = two_nodes(&fixture).await;
+    let now = at(NOON);
+    let payments = 60;
+    let orders = queued_payments(&nodes[0], payments, now).await;
+    let first = lease_from_both_nodes(&nodes, now).await;
+    assert_leased_once_each(&first, &orders);
+    for task in &first {
+        let number = nodes[0]
+            .start_attempt(&task.lease, "alpha", AttemptKind::Charge, now)
+            .await
+            .unwrap();
+        assert_eq!(number, Some(1));
+    }
+    let after_lease = at("2026-12-01T12:00:30Z");
+    let second = lease_from_both_nodes(&nodes, after_lease).await;
+    assert_leased_once_each(&second, &orders);
+    for task in &first {
+        assert_eq!(
+            nodes[1]
+                .start_attempt(&task.lease, "alpha", AttemptKind::Lookup, after_lease)
+                .await
+                .unwrap(),
+            None,
+            "a lease taken over writes no more"
+        );
+    }
+    let tenant_id = second[0].order.tenant_id;
+    for task in &second {
+        assert_eq!(task.pinned_gateway.as_deref(), Some("alpha"));
+        let details = nodes[0]
+            .order(tenant_id, task.order.id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let outcomes: Vec<_> = details
+            .attempts
+            .iter()
+            .map(|attempt| attempt.outcome)
+            .collect();
+        assert_eq!(outcomes, [Some(AttemptOutcome::Interrupted)]);
+    }
+}
+
+fn assert_leased_once_each(tasks: &[PaymentTask], orders: &[OrderId]) {
+    let mut leased = HashSet::new();
+    for task in tasks {
+        assert!(
+            leased.insert(task.order.id),
+            "order {} leased twice at once",
+            task.order.id
+        );
+    }
+    assert_eq!(
+        leased,
+        orders.iter().copied().collect(),
+        "every due payment leased"
+    );
+}
+
+/// Several checkouts of one reservation at once, from both nodes, open
+/// exactly one order: the others answer that payment in flight, never an
+/// error, and only one payment is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_of_one_reservation_open_exactly_one_order() {
+    let fixture = PostgresFixture::new().await;
+    let nodes = two_nodes(&fixture).await;
+    let now = at(NOON);
+    let reservations = reserved_sale(&nodes[0], 12, now).await;
+    let checkouts_each = 6;
+    for voucher in &reservations {
+        let barrier = Arc::new(Barrier::new(checkouts_each));
+        let mut checking_out = Vec::new();
+        for index in 0..checkouts_each {
+            let (node, barrier) = (nodes[index % 2].clone(), barrier.clone());
+            let checkout = checkout_of(voucher, None);
+            checking_out.push(tokio::spawn(async move {
+                barrier.wait().await;
+                node.begin_checkout(&checkout, now).await
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for checkout in checking_out {
+            outcomes.push(checkout.await.unwrap().expect("an answer, not an error"));
+        }
+        let opened: Vec<OrderId> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                CheckoutOutcome::Accepted(order) => Some(order.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opened.len(), 1, "{outcomes:?}");
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, CheckoutOutcome::Accepted(_))
+                    || *outcome == CheckoutOutcome::PaymentInFlight(opened[0]),
+                "{outcome:?}"
+            );
+        }
+    }
+    let counts = nodes[1]
+        .payment_counts(reservations[0].campaign_id)
+        .await
+        .unwrap();
+    assert_eq!(counts.orders_pending, reservations.len() as u64);
+    let tasks = nodes[1].lease_payments(now, LEASE, 100).await.unwrap();
+    assert_eq!(
+        tasks.len(),
+        reservations.len(),
+        "one payment per reservation"
+    );
+}
+
+/// A checkout on one node races the expiry sweep on another whose clock is
+/// ahead: each reservation is either being paid or released, never both
+/// and never neither, and a later sweep leaves those being paid alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_racing_the_expiry_sweep_is_paid_or_released_never_both() {
+    let fixture = PostgresFixture::new().await;
+    let nodes = two_nodes(&fixture).await;
+    let now = at(NOON);
+    let reservations = reserved_sale(&nodes[0], 30, now).await;
+    let campaign_id = reservations[0].campaign_id;
+    let expired = at("2026-12-01T12:10:00Z");
+    let barrier = Arc::new(Barrier::new(reservations.len() + 1));
+    let sweeping = {
+        let (node, barrier) = (nodes[1].clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.release_expired_reservations(expired, 1_000).await
+        })
+    };
+    let mut checking_out = Vec::new();
+    for voucher in &reservations {
+        let (node, barrier) = (nodes[0].clone(), barrier.clone());
+        let checkout = checkout_of(voucher, None);
+        checking_out.push(tokio::spawn(async move {
+            barrier.wait().await;
+            node.begin_checkout(&checkout, now).await
+        }));
+    }
+    let released = sweeping.await.unwrap().unwrap().len();
+    let mut paying = 0;
+    for checkout in checking_out {
+        match checkout.await.unwrap().unwrap() {
+            CheckoutOutcome::Accepted(_) => paying += 1,
+            CheckoutOutcome::NotFound => {}
+            other => panic!("a checkout before expiry answered {other:?}"),
+        }
+    }
+    assert_eq!(paying + released, reservations.len(), "paid or released");
+    let later = nodes[1]
+        .release_expired_reservations(at("2026-12-01T13:00:00Z"), 1_000)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "never released under a payment");
+    let counts = nodes[0].campaign_counts(campaign_id, &[]).await.unwrap();
+    assert_eq!(
+        (counts.states.reserved, counts.states.available),
+        (paying as u64, released as u64)
+    );
+    let payments = nodes[0].payment_counts(campaign_id).await.unwrap();
+    assert_eq!(payments.orders_pending, paying as u64);
+}
+
+/// A node finishing a payment just as its lease ran out races the node
+/// taking the payment over: either the payment settles and is not taken,
+/// or it is taken and the late finish writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_finish_and_a_takeover_never_both_win() {
+    let fixture = PostgresFixture::new().await;
+    let nodes = two_nodes(&fixture).await;
+    let now = at(NOON);
+    let orders = queued_payments(&nodes[0], 30, now).await;
+    let tasks = nodes[0].lease_payments(now, LEASE, 100).await.unwrap();
+    assert_eq!(tasks.len(), orders.len());
+    for task in &tasks {
+        let number = nodes[0]
+            .start_attempt(&task.lease, "alpha", AttemptKind::Charge, now)
+            .await
+            .unwrap();
+        assert_eq!(number, Some(1));
+    }
+    let after_lease = at("2026-12-01T12:00:30Z");
+    let barrier = Arc::new(Barrier::new(tasks.len() + 1));
+    let taking_over = {
+        let (node, barrier) = (nodes[1].clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.lease_payments(after_lease, LEASE, 1_000).await
+        })
+    };
+    let mut finishing = Vec::new();
+    for task in tasks {
+        let (node, barrier) = (nodes[0].clone(), barrier.clone());
+        finishing.push(tokio::spawn(async move {
+            let paid = step(
+                1,
+                AttemptOutcome::Captured,
+                Resolution::Paid {
+                    gateway: "alpha".into(),
+                    expires_at: None,
+                },
+            );
+            barrier.wait().await;
+            let finished = node.finish_payment(&task.lease, &paid, after_lease).await;
+            (task.order, finished.unwrap())
+        }));
+    }
+    let taken: HashSet<OrderId> = taking_over
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|task| task.order.id)
+        .collect();
+    for finish in finishing {
+        let (order, finished) = finish.await.unwrap();
+        assert_ne!(finished, taken.contains(&order.id), "order {}", order.id);
+        let details = nodes[1]
+            .order(order.tenant_id, order.id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = if finished {
+            (
+                OrderStatus::Paid,
+                VoucherState::Issued,
+                AttemptOutcome::Captured,
+            )
+        } else {
+            (
+                OrderStatus::Pending,
+                VoucherState::Reserved,
+                AttemptOutcome::Interrupted,
+            )
+        };
+        assert_eq!(
+            (
+                details.order.status,
+                details.voucher.state,
+                details.attempts[0].outcome.unwrap()
+            ),
+            expected
+        );
+    }
+}
+
+/// The schema itself refuses to issue a reserved voucher without a paid
+/// order, whatever statement asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_issues_a_reserved_voucher_only_against_a_paid_order() {
+    let fixture = PostgresFixture::new().await;
+    let store = fixture.store();
+    let now = at(NOON);
+    let voucher = reserved_sale(&store, 1, now).await.remove(0);
+    let (client, connection) = tokio_postgres::connect(&fixture.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let refused = client
+        .execute(
+            "UPDATE vouchers SET state = 'issued', issued_at = now(), reserved_until = NULL
+             WHERE id = $1",
+            &[voucher.id.as_uuid()],
+        )
+        .await
+        .expect_err("issued without an order");
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::CHECK_VIOLATION),
+        "{refused}"
+    );
+    let kept = store
+        .reservation(voucher.tenant_id, voucher.reservation_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.map(|voucher| voucher.state),
+        Some(VoucherState::Reserved)
     );
 }
