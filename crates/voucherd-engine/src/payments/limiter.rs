@@ -167,7 +167,11 @@ mod tests {
         let mut sent = sent.to_vec();
         sent.sort();
         sent.iter().enumerate().all(|(index, first)| {
-            sent[index..].iter().take_while(|at| at.duration_since(*first) < Duration::from_secs(1)).count() <= rate
+            sent[index..]
+                .iter()
+                .take_while(|at| at.duration_since(*first) < Duration::from_secs(1))
+                .count()
+                <= rate
         })
     }
 
@@ -187,7 +191,11 @@ mod tests {
             now += Duration::from_millis(7);
         }
         assert!(within_rate(&sent, 10));
-        assert!(sent.len() >= 45, "close to the rate over five seconds: {}", sent.len());
+        assert!(
+            sent.len() >= 45,
+            "close to the rate over five seconds: {}",
+            sent.len()
+        );
     }
 
     #[test]
@@ -221,14 +229,21 @@ mod tests {
         assert!(within_rate(&sent, 10));
         assert!(sent.len() >= 30, "{}", sent.len());
         // Paced: never more than two sends within one step of each other.
-        assert!(sent.windows(3).all(|three| three[2].duration_since(three[0]) >= window.spacing), "sends are paced, not bursts");
+        assert!(
+            sent.windows(3)
+                .all(|three| three[2].duration_since(three[0]) >= window.spacing),
+            "sends are paced, not bursts"
+        );
     }
 
     #[test]
     fn a_starting_window_waits_out_what_an_earlier_run_may_have_sent() {
         let start = Instant::now();
         let mut window = SlidingWindow::full_until_a_window_after(5, start);
-        assert_eq!(window.spacing, (Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN) / 5);
+        assert_eq!(
+            window.spacing,
+            (Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN) / 5
+        );
         let free_at = start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN;
         assert_eq!(window.try_take(start), Err(free_at));
         assert!(window.try_take(free_at).is_ok());
@@ -240,8 +255,13 @@ mod tests {
         let mut window = SlidingWindow::new(2);
         let first = window.try_take(start).unwrap();
         window.try_take(start + Duration::from_millis(10)).unwrap();
-        let free_at = window.try_take(start + Duration::from_millis(20)).unwrap_err();
-        assert_eq!(free_at, start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN);
+        let free_at = window
+            .try_take(start + Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(
+            free_at,
+            start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN
+        );
         window.give_back(first);
         assert!(window.try_take(start + Duration::from_millis(20)).is_ok());
     }

@@ -97,7 +97,10 @@ impl Route {
 
     /// Holds room for one charge now, or says when to look again.
     fn take_room(&self, now: Instant) -> Result<Slot, Instant> {
-        let mut resting = self.resting_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut resting = self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(until) = *resting {
             if now < until {
                 return Err(until);
@@ -106,7 +109,12 @@ impl Route {
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = window.try_take(now)?;
-        if self.breaker.lock().unwrap_or_else(PoisonError::into_inner).allows(now) {
+        if self
+            .breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allows(now)
+        {
             Ok(slot)
         } else {
             window.give_back(slot);
@@ -119,17 +127,26 @@ impl Route {
     async fn confirm(&self, slot: Slot) {
         loop {
             let now = Instant::now();
-            let confirmed = self.window.lock().unwrap_or_else(PoisonError::into_inner).confirm(slot, now);
+            let confirmed = self
+                .window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .confirm(slot, now);
             match confirmed {
                 Ok(()) => return,
-                Err(at) => tokio::time::sleep_until(at.max(now + Duration::from_millis(1)).into()).await,
+                Err(at) => {
+                    tokio::time::sleep_until(at.max(now + Duration::from_millis(1)).into()).await
+                }
             }
         }
     }
 
     /// Gives back room taken for a charge that was never sent.
     fn give_back(&self, slot: Slot) {
-        self.window.lock().unwrap_or_else(PoisonError::into_inner).give_back(slot);
+        self.window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back(slot);
         self.breaker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -144,15 +161,24 @@ impl Route {
     }
 
     fn rest(&self, until: Instant) {
-        *self.resting_until.lock().unwrap_or_else(PoisonError::into_inner) = Some(until);
+        *self
+            .resting_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(until);
     }
 
     fn succeeded(&self) {
-        self.breaker.lock().unwrap_or_else(PoisonError::into_inner).succeeded();
+        self.breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .succeeded();
     }
 
     fn failed(&self) {
-        self.breaker.lock().unwrap_or_else(PoisonError::into_inner).failed(Instant::now());
+        self.breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(Instant::now());
     }
 }
 
@@ -188,7 +214,10 @@ impl PaymentRouter {
             routes: gateways
                 .into_iter()
                 .map(|config| Route {
-                    window: Mutex::new(SlidingWindow::full_until_a_window_after(config.rate_per_second, Instant::now())),
+                    window: Mutex::new(SlidingWindow::full_until_a_window_after(
+                        config.rate_per_second,
+                        Instant::now(),
+                    )),
                     breaker: Mutex::new(Breaker::new()),
                     resting_until: Mutex::new(None),
                     config,

@@ -101,11 +101,18 @@ impl TestApp {
 
     /// With the payment router running against `gateways`: (name, url,
     /// rate, priority).
-    pub async fn with_gateways(gateways: &[(&str, String, u32, u32)], limits: PaymentLimits) -> TestApp {
+    pub async fn with_gateways(
+        gateways: &[(&str, String, u32, u32)],
+        limits: PaymentLimits,
+    ) -> TestApp {
         let routes = gateways
             .iter()
             .map(|(name, url, rate_per_second, priority)| GatewayRoute {
-                gateway: Arc::new(HttpGateway::new(name, url, std::time::Duration::from_millis(300))),
+                gateway: Arc::new(HttpGateway::new(
+                    name,
+                    url,
+                    std::time::Duration::from_millis(300),
+                )),
                 priority: *priority,
                 rate_per_second: *rate_per_second,
             })
