@@ -27,6 +27,9 @@ pub struct CampaignEntry {
     state: RwLock<CampaignState>,
     /// Available vouchers as far as this node knows.
     remaining: AtomicI64,
+    /// Held while the campaign is being published, so that two publishes
+    /// of one campaign do not make its codes at once.
+    pub(crate) publishing: tokio::sync::Mutex<()>,
 }
 
 /// A consistent copy of a campaign's changing parts.
@@ -66,6 +69,7 @@ impl CampaignEntry {
             }),
             record,
             remaining: AtomicI64::new(remaining),
+            publishing: tokio::sync::Mutex::new(()),
         }
     }
 

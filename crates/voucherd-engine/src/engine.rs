@@ -337,16 +337,28 @@ impl Engine {
     /// Publishes a draft: generates the codes still missing when the
     /// campaign has a pattern, then makes it live.
     pub async fn publish(
-        &self,
+        self: &Arc<Self>,
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
         let entry = self.known_entry(tenant_id, id).await?;
-        if entry.lifecycle() == Lifecycle::Draft {
-            self.generate_missing_codes(&entry).await?;
-        }
-        self.change_lifecycle(&entry, Lifecycle::Draft, Lifecycle::Live)
-            .await
+        let engine = self.clone();
+        // Making a large supply of codes takes a while: it runs in a task of
+        // its own, so that a client that stops waiting does not stop it, and
+        // publishing again waits for the publishing under way.
+        tokio::spawn(async move {
+            let _publishing = entry.publishing.lock().await;
+            if entry.lifecycle() == Lifecycle::Draft {
+                engine.generate_missing_codes(&entry).await?;
+            }
+            engine
+                .change_lifecycle(&entry, Lifecycle::Draft, Lifecycle::Live)
+                .await
+        })
+        .await
+        .map_err(|error| {
+            EngineError::Internal(voucherd_store::StoreError::Database(Box::new(error)))
+        })?
     }
 
     async fn generate_missing_codes(&self, entry: &CampaignEntry) -> Result<(), EngineError> {
@@ -355,10 +367,13 @@ impl Engine {
         else {
             return Ok(());
         };
-        // Each round replaces the codes that collided in the last; with a code
-        // space a hundred times the supply, a few rounds always suffice.
-        for _ in 0..8 {
-            let missing = supply.saturating_sub(entry.view().voucher_count);
+        // Each round adds a chunk and the next replaces the codes that
+        // collided; with a code space a hundred times the supply, a round in
+        // which most codes collide means the space is used up.
+        let mut crowded_rounds = 0;
+        while crowded_rounds < 8 {
+            let before = entry.view().voucher_count;
+            let missing = supply.saturating_sub(before);
             if missing == 0 {
                 return Ok(());
             }
@@ -377,8 +392,9 @@ impl Engine {
                     )));
                 }
             }
-            if entry.view().voucher_count == supply {
-                return Ok(());
+            let added = entry.view().voucher_count.saturating_sub(before);
+            if added * 2 < chunk {
+                crowded_rounds += 1;
             }
         }
         Err(EngineError::conflict(

@@ -114,77 +114,105 @@ pub(crate) fn add_codes(
     if lifecycle != Lifecycle::Draft.as_str() {
         return Ok(AddCodesOutcome::NotDraft);
     }
-    connection
-        .execute_batch("SAVEPOINT codes")
-        .map_err(database)?;
-    let mut insert = connection
-        .prepare_cached(
-            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'available', ?6)
-             ON CONFLICT (tenant_id, code) DO NOTHING",
-        )
-        .map_err(database)?;
+    // Which codes are new, in the order given: a code repeated in the
+    // upload or one the tenant has already is a duplicate, never merged.
     let mut seen = HashSet::with_capacity(codes.len());
     let mut duplicates = Vec::new();
-    let mut added = 0_i64;
-    let mut beyond_supply = 0_i64;
+    let mut fresh = Vec::with_capacity(codes.len());
     for code in codes {
-        if !seen.insert(code) {
+        if !seen.insert(code) || tenant_has(connection, &tenant_id, code)? {
             duplicates.push(code.clone());
-            continue;
-        }
-        let rank = voucher_count + added + 1;
-        if supply.is_some_and(|supply| rank > supply) {
-            // Past the supply only a new code counts as offered; one the
-            // tenant has is a duplicate wherever it comes in the list.
-            if tenant_has(connection, &tenant_id, code)? {
-                duplicates.push(code.clone());
-            } else {
-                beyond_supply += 1;
-            }
-            continue;
-        }
-        let inserted = insert
-            .execute(params![
-                uuid::Uuid::new_v4().to_string(),
-                campaign_id.to_string(),
-                tenant_id,
-                rank,
-                code.as_str(),
-                redemptions_max
-            ])
-            .map_err(database)?;
-        if inserted == 1 {
-            added += 1;
         } else {
-            duplicates.push(code.clone());
+            fresh.push(code);
         }
     }
-    if beyond_supply > 0 {
-        connection
-            .execute_batch("ROLLBACK TO codes; RELEASE codes")
-            .map_err(database)?;
-        let room = supply.unwrap_or(i64::MAX) - voucher_count;
+    let room = supply.map_or(i64::MAX, |supply| supply - voucher_count);
+    let offered = i64::try_from(fresh.len()).map_err(rows::corrupt)?;
+    if offered > room {
         return Ok(AddCodesOutcome::OverSupply {
             room: u32::try_from(room).map_err(rows::corrupt)?,
-            offered: u32::try_from(added + beyond_supply).map_err(rows::corrupt)?,
+            offered: u32::try_from(offered).map_err(rows::corrupt)?,
         });
     }
-    let voucher_count = voucher_count + added;
+    // Many rows per statement: in SQLite each statement that may abort
+    // half-way (these have triggers) keeps a statement journal whose cost
+    // grows with the transaction, so a statement per code would be
+    // quadratic in the size of the upload.
+    for (chunk_index, chunk) in fresh.chunks(CODES_PER_STATEMENT).enumerate() {
+        let first_rank = voucher_count + 1 + (chunk_index * CODES_PER_STATEMENT) as i64;
+        insert_codes(
+            connection,
+            &campaign_id.to_string(),
+            &tenant_id,
+            redemptions_max,
+            first_rank,
+            chunk,
+        )?;
+    }
+    let voucher_count = voucher_count + offered;
     connection
         .execute(
             "UPDATE campaigns SET voucher_count = ?1 WHERE id = ?2",
             params![voucher_count, campaign_id.to_string()],
         )
         .map_err(database)?;
-    connection
-        .execute_batch("RELEASE codes")
-        .map_err(database)?;
     Ok(AddCodesOutcome::Added {
-        added: u32::try_from(added).map_err(rows::corrupt)?,
+        added: u32::try_from(offered).map_err(rows::corrupt)?,
         duplicates,
         voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
     })
+}
+
+/// Codes inserted by one statement at most (three variables each, well
+/// under SQLite's limit of 32,766).
+const CODES_PER_STATEMENT: usize = 2_000;
+
+/// Inserts `codes` as available vouchers of ranks `first_rank..`.
+fn insert_codes(
+    connection: &Connection,
+    campaign_id: &str,
+    tenant_id: &str,
+    redemptions_max: i64,
+    first_rank: i64,
+    codes: &[&VoucherCode],
+) -> StoreResult<()> {
+    let rows: Vec<String> = (0..codes.len())
+        .map(|index| {
+            let first = 4 + index * 3;
+            format!(
+                "(?{}, ?1, ?2, ?{}, ?{}, 'available', ?3)",
+                first,
+                first + 1,
+                first + 2
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max) VALUES {}",
+        rows.join(", ")
+    );
+    let mut statement = connection.prepare_cached(&sql).map_err(database)?;
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        campaign_id.to_owned().into(),
+        tenant_id.to_owned().into(),
+        redemptions_max.into(),
+    ];
+    for (offset, code) in codes.iter().enumerate() {
+        values.push(uuid::Uuid::new_v4().to_string().into());
+        values.push((first_rank + offset as i64).into());
+        values.push(code.as_str().to_owned().into());
+    }
+    let inserted = statement
+        .execute(params_from_iter(values))
+        .map_err(database)?;
+    if inserted == codes.len() {
+        Ok(())
+    } else {
+        Err(rows::corrupt(format!(
+            "{inserted} of {} codes inserted",
+            codes.len()
+        )))
+    }
 }
 
 fn tenant_has(connection: &Connection, tenant_id: &str, code: &VoucherCode) -> StoreResult<bool> {

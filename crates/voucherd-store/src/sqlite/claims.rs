@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Hold;
 
-use super::connection::database;
+use super::connection::{command, database};
 use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
 use crate::model::{ClaimOutcome, ClaimRequest, VoucherRecord};
 use crate::{OsEntropy, StoreResult};
@@ -33,16 +33,12 @@ fn within_savepoint<T>(
     connection: &Connection,
     work: impl FnOnce() -> StoreResult<T>,
 ) -> StoreResult<T> {
-    connection
-        .execute_batch("SAVEPOINT claim")
-        .map_err(database)?;
+    command(connection, "SAVEPOINT claim").map_err(database)?;
     let result = work();
-    let end = if result.is_ok() {
-        "RELEASE claim"
-    } else {
-        "ROLLBACK TO claim; RELEASE claim"
-    };
-    connection.execute_batch(end).map_err(database)?;
+    if result.is_err() {
+        command(connection, "ROLLBACK TO claim").map_err(database)?;
+    }
+    command(connection, "RELEASE claim").map_err(database)?;
     result
 }
 

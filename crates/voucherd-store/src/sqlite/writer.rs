@@ -13,6 +13,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::command;
 use crate::{StoreError, StoreResult};
 
 /// What a job hands back once the group's commit is known.
@@ -82,7 +83,7 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_m
                 Err(_) => break,
             }
         }
-        let (deliveries, committed) = match connection.execute_batch("BEGIN IMMEDIATE") {
+        let (deliveries, committed) = match command(&connection, "BEGIN IMMEDIATE") {
             Ok(()) => {
                 let deliveries: Vec<Delivery> = group
                     .drain(..)
@@ -103,7 +104,7 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_m
 }
 
 fn commit(connection: &Connection) -> Result<(), String> {
-    connection.execute_batch("COMMIT").map_err(|error| {
+    command(connection, "COMMIT").map_err(|error| {
         tracing::error!(%error, "committing a write group failed");
         // Nothing of the group may survive a failed commit.
         let _ = connection.execute_batch("ROLLBACK");
@@ -112,17 +113,17 @@ fn commit(connection: &Connection) -> Result<(), String> {
 }
 
 fn run_in_savepoint(connection: &Connection, job: Job) -> Delivery {
-    if let Err(error) = connection.execute_batch("SAVEPOINT job") {
+    if let Err(error) = command(connection, "SAVEPOINT job") {
         tracing::error!(%error, "opening a job's savepoint failed");
         return job(None).1;
     }
     let (succeeded, delivery) = job(Some(connection));
-    let end = if succeeded {
-        "RELEASE job"
+    let rolled_back = if succeeded {
+        Ok(())
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        command(connection, "ROLLBACK TO job")
     };
-    if let Err(error) = connection.execute_batch(end) {
+    if let Err(error) = rolled_back.and_then(|()| command(connection, "RELEASE job")) {
         tracing::error!(%error, "closing a job's savepoint failed");
     }
     delivery
