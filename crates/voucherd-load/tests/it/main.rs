@@ -1,0 +1,3 @@
+//! The load generator's own parts through its public API.
+
+mod curve;
