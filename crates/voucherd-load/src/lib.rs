@@ -9,19 +9,27 @@
 //! - [`api`] is one keep-alive client for every target node; [`wire`] the
 //!   parts of the API's JSON the load generator reads, written from the
 //!   contract.
+//! - [`verdict`] checks the invariants (supply never exceeded, sold equals
+//!   supply, per-tier counts, nobody twice, every acknowledged voucher
+//!   stored, every paid order with its voucher, gateway ledgers) as a pure
+//!   function of an [`verdict::Evidence`], so it can be shown to bite;
+//!   [`book`] keeps the per-user records it reads, two bytes a user.
 //!
 //! The load generator never links voucherd's core, store, engine or HTTP
 //! crates: it knows the service only by its API contract.
 
 pub mod api;
+pub mod book;
 pub mod config;
 pub mod curve;
+pub mod verdict;
 pub mod wire;
 
 use std::path::PathBuf;
 
 pub use crate::config::{Config, ProgressMode, ScenarioKind};
 pub use crate::curve::RateCurve;
+pub use crate::verdict::{Check, Verdict};
 
 use crate::api::Failure;
 
