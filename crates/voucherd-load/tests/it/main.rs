@@ -1,5 +1,7 @@
 //! The load generator's own parts through its public API: the arrival
-//! schedule and a verdict that bites.
+//! schedule, the scenarios' scaling, and a verdict that bites. The
+//! scenarios against the real server are in `crates/voucherd/tests/it/load.rs`.
 
 mod curve;
+mod scaling;
 mod verdict;
