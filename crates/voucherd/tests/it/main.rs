@@ -2,5 +2,6 @@
 
 mod burst;
 mod crash;
+mod load;
 mod server;
 mod shutdown;
