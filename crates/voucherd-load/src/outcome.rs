@@ -196,6 +196,7 @@ impl Outcome {
             answers: tally
                 .operations
                 .iter()
+                .filter(|(_, operation_tally)| !operation_tally.answers.is_empty())
                 .map(|(operation, operation_tally)| {
                     let by_status = operation_tally
                         .answers

@@ -25,8 +25,10 @@ const SECOND_DIGITS: u8 = 2;
 /// in the last one.
 pub const SERIES_SECONDS_MAX: usize = 4 * 3_600;
 
-/// The requests a run makes, plus the derived `order_settled` (checkout
-/// accepted until the order was seen paid or failed).
+/// The requests a run makes, plus two derived latencies: `order_settled`
+/// (checkout accepted until the order was seen paid or failed) and
+/// `schedule_lag` (an arrival's due time until the driver started it: the
+/// load generator's own lateness, already inside every other latency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
     Healthz,
@@ -39,6 +41,7 @@ pub enum Operation {
     AdminCreate,
     AdminPublish,
     AdminReport,
+    ScheduleLag,
 }
 
 impl Operation {
@@ -54,6 +57,7 @@ impl Operation {
             Operation::AdminCreate => "admin_create",
             Operation::AdminPublish => "admin_publish",
             Operation::AdminReport => "admin_report",
+            Operation::ScheduleLag => "schedule_lag",
         }
     }
 }
@@ -121,7 +125,7 @@ fn histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, digits).expect("valid histogram bounds")
 }
 
-fn micros(duration: Duration) -> u64 {
+pub fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros())
         .unwrap_or(u64::MAX)
         .clamp(1, LATENCY_MAX_US)
@@ -172,13 +176,7 @@ impl Recorder {
             AnswerClass::Expected => 0,
         };
         let mut tally = self.tally.lock().expect("the recorder's lock");
-        let operation_tally = tally
-            .operations
-            .entry(operation)
-            .or_insert_with(|| OperationTally {
-                histogram: histogram(RUN_DIGITS),
-                answers: BTreeMap::new(),
-            });
+        let operation_tally = tally.operation(operation);
         operation_tally.histogram.saturating_record(latency);
         *operation_tally.answers.entry(status).or_default() += 1;
         if let Some(kind) = error_kind {
@@ -207,14 +205,23 @@ impl Recorder {
     pub fn latency(&self, operation: Operation, latency: Duration) {
         let mut tally = self.tally.lock().expect("the recorder's lock");
         tally
-            .operations
-            .entry(operation)
-            .or_insert_with(|| OperationTally {
-                histogram: histogram(RUN_DIGITS),
-                answers: BTreeMap::new(),
-            })
+            .operation(operation)
             .histogram
             .saturating_record(micros(latency));
+    }
+
+    /// Adds latencies gathered elsewhere (the driver's schedule lag, kept
+    /// without the lock while it runs).
+    pub fn add_latencies(&self, operation: Operation, latencies: &Histogram<u64>) {
+        let mut tally = self.tally.lock().expect("the recorder's lock");
+        let operation_tally = tally.operation(operation);
+        // Both histograms share bounds and precision, so adding cannot fail.
+        let _ = operation_tally.histogram.add(latencies);
+    }
+
+    /// A histogram of the run's bounds and precision, to fill elsewhere.
+    pub fn new_histogram() -> Histogram<u64> {
+        histogram(RUN_DIGITS)
     }
 
     /// Counts an error that is not one request's answer (an order never
@@ -260,6 +267,17 @@ impl Recorder {
             });
         }
         &mut tally.seconds[index]
+    }
+}
+
+impl Tally {
+    fn operation(&mut self, operation: Operation) -> &mut OperationTally {
+        self.operations
+            .entry(operation)
+            .or_insert_with(|| OperationTally {
+                histogram: histogram(RUN_DIGITS),
+                answers: BTreeMap::new(),
+            })
     }
 }
 

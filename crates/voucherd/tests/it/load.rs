@@ -46,6 +46,7 @@ async fn baseline_answers_every_arrival() {
     let outcome = run(config(&server, ScenarioKind::Baseline, 600, 2)).await;
     assert_eq!(users(&outcome, "served"), 600, "{outcome}");
     assert_eq!(outcome.latency_ms["healthz"].count, 600);
+    assert_eq!(outcome.latency_ms["schedule_lag"].count, 600);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
