@@ -3,6 +3,7 @@
 mod burst;
 mod crash;
 mod database;
+mod load;
 mod nodes;
 mod payments;
 mod server;

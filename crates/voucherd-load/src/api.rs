@@ -1,0 +1,331 @@
+//! Talking to voucherd: one keep-alive client for every target node, the
+//! bearer tokens, answers as status and bytes, and failures sorted by kind.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+
+use crate::LoadError;
+use crate::wire::{
+    CampaignWire, ExportedVoucherWire, LedgerWire, ProblemWire, ReportWire, VoucherListWire,
+    VoucherPageWire,
+};
+
+/// Export pages are read this many vouchers at a time, the server's most.
+const EXPORT_PAGE_MAX: u32 = 10_000;
+
+/// Who a request acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    /// The tenant's backend, naming the user in the body.
+    Service,
+    /// No token: health checks and gateway ledgers.
+    Anonymous,
+}
+
+/// An HTTP answer, whatever its status.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The case name of a problem answer (`sold-out`), or `"-"`.
+    pub fn problem_kind(&self) -> String {
+        self.json::<ProblemWire>()
+            .ok()
+            .and_then(|problem| problem.kind.rsplit('/').next().map(str::to_owned))
+            .filter(|kind| !kind.is_empty())
+            .unwrap_or_else(|| "-".to_owned())
+    }
+
+    /// `429` and `503`: the server refused for now and may say when to
+    /// come back.
+    pub fn is_refusal(&self) -> bool {
+        self.status == 429 || self.status == 503
+    }
+}
+
+/// A request that got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Connect,
+    Timeout,
+    Transport,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Transport => "transport",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.kind.as_str(), self.detail)
+    }
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(error: reqwest::Error) -> Failure {
+        let kind = if error.is_timeout() {
+            FailureKind::Timeout
+        } else if error.is_connect() {
+            FailureKind::Connect
+        } else {
+            FailureKind::Transport
+        };
+        // The chain says what actually went wrong (refused, reset, ...).
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Failure { kind, detail }
+    }
+}
+
+/// The client of a run.
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    targets: Vec<String>,
+    admin: HeaderValue,
+    service: HeaderValue,
+}
+
+impl Api {
+    pub fn new(
+        targets: &[String],
+        admin_token: &str,
+        service_token: &str,
+        connections_max: usize,
+        request_timeout: Duration,
+    ) -> Result<Api, LoadError> {
+        let bearer = |token: &str| {
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| LoadError::Config("a token holds characters a header cannot".into()))
+        };
+        // Idle connections are kept for every request that may be in
+        // flight, so a steady rate reuses connections instead of opening
+        // one per request.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections_max)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
+            .timeout(request_timeout)
+            .no_proxy()
+            .build()
+            .map_err(|error| LoadError::Config(format!("building the HTTP client: {error}")))?;
+        Ok(Api {
+            client,
+            targets: targets
+                .iter()
+                .map(|target| target.trim_end_matches('/').to_owned())
+                .collect(),
+            admin: bearer(admin_token)?,
+            service: bearer(service_token)?,
+        })
+    }
+
+    pub fn target_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The target node for a user: users are spread evenly over them.
+    pub fn target_of(&self, user: u32) -> usize {
+        user as usize % self.targets.len()
+    }
+
+    pub async fn get(&self, target: usize, path: &str, role: Role) -> Result<Answer, Failure> {
+        self.send(Method::GET, &self.url(target, path), role, None, None)
+            .await
+    }
+
+    pub async fn post(
+        &self,
+        target: usize,
+        path: &str,
+        role: Role,
+        body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, Failure> {
+        self.send(
+            Method::POST,
+            &self.url(target, path),
+            role,
+            body,
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// A GET of an absolute URL (a gateway's ledger).
+    pub async fn get_url(&self, url: &str) -> Result<Answer, Failure> {
+        self.send(Method::GET, url, Role::Anonymous, None, None)
+            .await
+    }
+
+    fn url(&self, target: usize, path: &str) -> String {
+        format!("{}{path}", self.targets[target % self.targets.len()])
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        role: Role,
+        body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, Failure> {
+        let mut request = self.client.request(method, url);
+        match role {
+            Role::Admin => request = request.header(AUTHORIZATION, self.admin.clone()),
+            Role::Service => request = request.header(AUTHORIZATION, self.service.clone()),
+            Role::Anonymous => {}
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// Reads an answer that must have one of the `expected` statuses and a
+    /// JSON body: the setup and verification calls, where anything else
+    /// ends the run.
+    pub fn expect<T: DeserializeOwned>(
+        what: &str,
+        sent: Result<Answer, Failure>,
+        expected: &[u16],
+    ) -> Result<T, LoadError> {
+        let answer = sent.map_err(|failure| LoadError::Unreachable {
+            what: what.to_owned(),
+            failure,
+        })?;
+        if !expected.contains(&answer.status) {
+            return Err(LoadError::Refused {
+                what: what.to_owned(),
+                status: answer.status,
+                body: String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(500)
+                    .collect(),
+            });
+        }
+        answer.json().map_err(|source| LoadError::Decode {
+            what: what.to_owned(),
+            source,
+        })
+    }
+
+    pub async fn create_campaign(&self, body: &serde_json::Value) -> Result<String, LoadError> {
+        let sent = self
+            .post(0, "/v1/campaigns", Role::Admin, Some(to_bytes(body)), None)
+            .await;
+        let campaign: CampaignWire = Api::expect("creating a campaign", sent, &[201])?;
+        Ok(campaign.id)
+    }
+
+    pub async fn publish(&self, campaign_id: &str) -> Result<(), LoadError> {
+        let path = format!("/v1/campaigns/{campaign_id}/publish");
+        let sent = self.post(0, &path, Role::Admin, None, None).await;
+        Api::expect::<CampaignWire>("publishing a campaign", sent, &[200]).map(drop)
+    }
+
+    pub async fn pause(&self, campaign_id: &str) -> Result<(), LoadError> {
+        let path = format!("/v1/campaigns/{campaign_id}/pause");
+        let sent = self.post(0, &path, Role::Admin, None, None).await;
+        Api::expect::<CampaignWire>("pausing a campaign", sent, &[200]).map(drop)
+    }
+
+    pub async fn campaign(&self, campaign_id: &str) -> Result<CampaignWire, LoadError> {
+        let path = format!("/v1/campaigns/{campaign_id}");
+        let sent = self.get(0, &path, Role::Admin).await;
+        Api::expect("reading a campaign", sent, &[200])
+    }
+
+    pub async fn report(&self, campaign_id: &str) -> Result<ReportWire, LoadError> {
+        let path = format!("/v1/campaigns/{campaign_id}/report");
+        let sent = self.get(0, &path, Role::Admin).await;
+        Api::expect("reading a campaign's report", sent, &[200])
+    }
+
+    /// Every voucher of a campaign, page by page in rank order.
+    pub async fn export(&self, campaign_id: &str) -> Result<Vec<ExportedVoucherWire>, LoadError> {
+        let mut vouchers = Vec::new();
+        let mut after_rank = 0;
+        loop {
+            let path = format!(
+                "/v1/campaigns/{campaign_id}/vouchers?after_rank={after_rank}&limit={EXPORT_PAGE_MAX}"
+            );
+            let sent = self.get(0, &path, Role::Admin).await;
+            let page: VoucherPageWire =
+                Api::expect("exporting a campaign's vouchers", sent, &[200])?;
+            vouchers.extend(page.vouchers);
+            match page.next_after_rank {
+                Some(next) => after_rank = next,
+                None => return Ok(vouchers),
+            }
+        }
+    }
+
+    pub async fn user_vouchers(&self, user_id: &str) -> Result<VoucherListWire, LoadError> {
+        let path = format!("/v1/users/{user_id}/vouchers");
+        let sent = self.get(0, &path, Role::Service).await;
+        Api::expect("reading a user's vouchers", sent, &[200])
+    }
+
+    pub async fn ledger(&self, gateway: &str) -> Result<LedgerWire, LoadError> {
+        let url = format!("{}/ledger", gateway.trim_end_matches('/'));
+        Api::expect(
+            "reading a gateway's ledger",
+            self.get_url(&url).await,
+            &[200],
+        )
+    }
+}
+
+pub fn to_bytes(body: &serde_json::Value) -> Vec<u8> {
+    body.to_string().into_bytes()
+}
