@@ -548,15 +548,31 @@ impl Engine {
     ) -> Result<Vec<ClaimAnswer>, EngineError> {
         let now = self.now();
         let zone = self.tenant_entry(tenant_id)?.zone.clone();
-        let claims = self
+        let (claimable, closed): (Vec<_>, Vec<_>) = self
             .campaigns
             .of_tenant(tenant_id)
             .into_iter()
-            .filter(|entry| {
-                entry.spec().trigger == Trigger::FirstLogin && entry.claimable(now).is_ok()
-            })
+            .filter(|entry| entry.spec().trigger == Trigger::FirstLogin)
+            .partition(|entry| entry.claimable(now).is_ok());
+        let claims = claimable
+            .into_iter()
             .map(|entry| self.claims.claim(entry, user_id.clone(), zone.clone()));
-        join_all(claims).await.into_iter().collect()
+        let mut answers = join_all(claims)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        // A campaign that sold out or closed grants nothing, but the user
+        // still holds what an earlier login gave them.
+        if !closed.is_empty() {
+            let closed: Vec<CampaignId> = closed.iter().map(|entry| entry.id()).collect();
+            let held = self.store.vouchers_of_user(tenant_id, &user_id).await?;
+            answers.extend(
+                held.into_iter()
+                    .filter(|voucher| closed.contains(&voucher.campaign_id))
+                    .map(ClaimAnswer::AlreadyHeld),
+            );
+        }
+        Ok(answers)
     }
 
     pub async fn vouchers_of_user(

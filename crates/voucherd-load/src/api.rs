@@ -183,6 +183,11 @@ impl Api {
         .await
     }
 
+    pub async fn delete(&self, target: usize, path: &str, role: Role) -> Result<Answer, Failure> {
+        self.send(Method::DELETE, &self.url(target, path), role, None, None)
+            .await
+    }
+
     /// A GET of an absolute URL (a gateway's ledger).
     pub async fn get_url(&self, url: &str) -> Result<Answer, Failure> {
         self.send(Method::GET, url, Role::Anonymous, None, None)

@@ -21,7 +21,7 @@ pub enum UserOutcome {
     Claimed,
     /// Checked out and the order was paid.
     Paid,
-    /// Checked out and the order failed; the reservation was released.
+    /// Checked out and the order failed; the buyer gave the reservation back.
     PaymentFailed,
     /// Checked out, but the order was still pending when waiting ended.
     OrderUnsettled,

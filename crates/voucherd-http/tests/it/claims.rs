@@ -212,6 +212,14 @@ async fn the_first_hundred_logins_are_granted_once_each() {
     );
     let again = app.login("login-0").await;
     assert!(again.body["granted"].as_array().unwrap().is_empty());
+    let holder = granted.iter().next().unwrap();
+    let sold_out_login = app.login(holder).await;
+    assert_eq!(
+        sold_out_login.body["held"].as_array().unwrap().len(),
+        1,
+        "a holder still sees their voucher after the sell-out: {}",
+        sold_out_login.text
+    );
     app.claim(&id, "login-0")
         .await
         .assert_problem(StatusCode::CONFLICT, "login-only");

@@ -192,7 +192,16 @@ pub async fn visit(
     // Waiting for the payment is not a request in flight: the place under
     // the bound goes to the next arrival.
     drop(permit);
-    wait_for_order(context, target, user, voucher.rank, &order_id, accepted).await;
+    wait_for_order(
+        context,
+        target,
+        user,
+        &voucher,
+        reservation_id,
+        &order_id,
+        accepted,
+    )
+    .await;
 }
 
 fn fail(context: &Context, user: u32, kind: &str) {
@@ -260,10 +269,12 @@ async fn wait_for_order(
     context: &Context,
     target: usize,
     user: u32,
-    rank: u32,
+    voucher: &VoucherWire,
+    reservation_id: &str,
     order_id: &str,
     accepted: Instant,
 ) {
+    let rank = voucher.rank;
     let deadline = accepted + context.config.order_wait_max;
     let path = format!("/v1/orders/{order_id}");
     let mut pause = ORDER_POLL_PAUSE_FIRST;
@@ -299,6 +310,16 @@ async fn wait_for_order(
                 context
                     .recorder
                     .latency(Operation::OrderSettled, accepted.elapsed());
+                // The buyer gives up and hands the reservation back (the
+                // server would keep it for a retry until it expires), so
+                // its rank goes to the next buyer.
+                let path = format!("/v1/reservations/{reservation_id}");
+                if !matches!(context.api.delete(target, &path, Role::Service).await, Ok(answer) if answer.status == 204)
+                {
+                    context
+                        .recorder
+                        .error("release after a failed payment".to_owned());
+                }
                 return context.book.set(user, UserOutcome::PaymentFailed);
             }
             _ => {}

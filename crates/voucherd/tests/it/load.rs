@@ -149,3 +149,66 @@ async fn enrollment_gives_every_buyer_the_course_while_the_admin_works() {
         );
     }
 }
+
+/// Three simulated gateways at 100 charges a second, the first preferred;
+/// the server is started with them.
+async fn with_gateways(
+    directory: &std::path::Path,
+) -> (TestServer, Vec<voucherd_gateway_sim::SimulatorHandle>) {
+    let mut gateways = Vec::new();
+    let mut flags = Vec::new();
+    for (index, name) in ["alpha", "beta", "gamma"].into_iter().enumerate() {
+        let gateway =
+            voucherd_gateway_sim::Simulator::start(voucherd_gateway_sim::SimulatorConfig {
+                rate_per_second: 100,
+                latency_ms: 5..=30,
+                seed: Some(40 + index as u64),
+                timeout_hold: Duration::from_secs(3),
+                ..voucherd_gateway_sim::SimulatorConfig::default()
+            })
+            .await
+            .expect("a gateway simulator");
+        flags.push("--gateway".to_owned());
+        flags.push(format!(
+            "name={name},url={},rate=100,priority={}",
+            gateway.url(),
+            index + 1
+        ));
+        gateways.push(gateway);
+    }
+    flags.extend(["--gateway-timeout-ms".to_owned(), "1000".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    (TestServer::start(directory, &flags), gateways)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_deal_checkouts_settle_through_three_gateways_once_each() {
+    let _turn = turn().await;
+    let directory = tempfile::tempdir().unwrap();
+    let (server, gateways) = with_gateways(directory.path()).await;
+    let mut config = config(&server, ScenarioKind::HotDeal, 1_000, 2);
+    config.supply = Some(300);
+    config.checkout = true;
+    config.gateways = gateways.iter().map(|gateway| gateway.url()).collect();
+    let outcome = run(config).await;
+    let (paid, failed) = (users(&outcome, "paid"), users(&outcome, "payment_failed"));
+    assert!((250..=300).contains(&paid), "{outcome}");
+    assert!(
+        paid + failed >= 300,
+        "every reservation was checked out and settled; a failed one went to a later buyer: {outcome}"
+    );
+    for check in [
+        "paid_orders_have_vouchers",
+        "issued_only_when_paid",
+        "gateway_ledgers",
+    ] {
+        assert!(
+            outcome
+                .verdict
+                .checks
+                .iter()
+                .any(|found| found.name == check && found.passed),
+            "{check}: {outcome}"
+        );
+    }
+}
