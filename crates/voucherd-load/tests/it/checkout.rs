@@ -1,8 +1,10 @@
 //! The checkout half of the Hot Deal against a fake shop that speaks the
-//! contract's checkout and order shapes (the server's checkout is being
-//! built elsewhere): orders are paid or failed, a failed payment releases
-//! its voucher, and the gateway ledger is read back. A shop that captures
-//! twice fails the verdict.
+//! contract's checkout, release and order shapes, so that the generator's
+//! own logic is tested apart from the server (the real server runs the same
+//! scenario in the voucherd crate's load tests): orders are paid or failed,
+//! a failed payment keeps its reservation until the buyer hands it back,
+//! and the gateway ledger is read back. A shop that captures twice fails
+//! the verdict.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -129,6 +131,23 @@ async fn checkout(State(shop): State<Shared>, Path(reservation): Path<String>) -
         .into_response()
 }
 
+async fn release(State(shop): State<Shared>, Path(reservation): Path<String>) -> Response {
+    let mut shop = shop.lock().unwrap();
+    let Some(slot) = shop
+        .slots
+        .iter_mut()
+        .find(|slot| slot.reservation.as_deref() == Some(&reservation) && slot.state == "reserved")
+    else {
+        return problem(StatusCode::NOT_FOUND, "not-found");
+    };
+    *slot = Slot {
+        state: "available",
+        reservations: slot.reservations,
+        ..Slot::default()
+    };
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn order(State(shop): State<Shared>, Path(order_id): Path<String>) -> Response {
     let mut guard = shop.lock().unwrap();
     let shop = &mut *guard;
@@ -145,11 +164,6 @@ async fn order(State(shop): State<Shared>, Path(order_id): Path<String>) -> Resp
             .is_some()
         {
             order.status = "failed";
-            *slot = Slot {
-                state: "available",
-                reservations: slot.reservations,
-                ..Slot::default()
-            };
         } else {
             order.status = "paid";
             slot.state = "issued";
@@ -222,6 +236,7 @@ async fn serve(shop: Shop) -> String {
         .route("/v1/campaigns/{id}/report", get(report))
         .route("/v1/campaigns/{id}/vouchers", get(export))
         .route("/v1/reservations/{id}/checkout", post(checkout))
+        .route("/v1/reservations/{id}", axum::routing::delete(release))
         .route("/v1/orders/{id}", get(order))
         .with_state(Arc::new(Mutex::new(shop)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
