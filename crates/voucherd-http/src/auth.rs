@@ -173,12 +173,13 @@ fn hmac_for(key: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
 }
 
-/// Checks a token against the tenant it names, at `now`.
+/// Checks a token against the tenant it names, at `now`; answers who it is
+/// and until when (in seconds since the epoch) it is valid.
 pub fn verify(
     token: &str,
     tenant_of: impl Fn(TenantId) -> Option<Arc<TenantEntry>>,
     now: Timestamp,
-) -> Result<Principal, Problem> {
+) -> Result<(Principal, i64), Problem> {
     let invalid =
         || Problem::unauthorized("the token is malformed or its signature does not match");
     if token.len() > TOKEN_LENGTH_MAX {
@@ -221,11 +222,56 @@ pub fn verify(
             "a customer token must name its user in sub",
         ));
     }
-    Ok(Principal {
-        tenant,
-        role: claims.role,
-        subject,
-    })
+    Ok((
+        Principal {
+            tenant,
+            role: claims.role,
+            subject,
+        },
+        claims.exp + CLOCK_SKEW_SECONDS,
+    ))
+}
+
+/// Tokens verified lately, so that a caller's every request does not pay
+/// for base64, JSON and HMAC again. A token is remembered with the tenant
+/// entry it was verified against and its expiry; when the tenant changed
+/// (a new key) or the token expired, it is verified afresh. The memory is
+/// bounded: when full, it starts over.
+#[derive(Debug, Default, Clone)]
+pub struct TokenCache {
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, (Principal, i64)>>>,
+}
+
+impl TokenCache {
+    /// Tokens remembered at most.
+    pub const TOKENS_MAX: usize = 8_192;
+
+    pub fn recall(
+        &self,
+        token: &str,
+        now: Timestamp,
+        tenant_of: impl Fn(TenantId) -> Option<Arc<TenantEntry>>,
+    ) -> Option<Principal> {
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (principal, expires_at) = verified.get(token)?;
+        let current = tenant_of(principal.tenant_id())?;
+        (now.as_second() < *expires_at && Arc::ptr_eq(&current, &principal.tenant))
+            .then(|| principal.clone())
+    }
+
+    pub fn remember(&self, token: &str, principal: &Principal, expires_at: i64) {
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= TokenCache::TOKENS_MAX {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (principal.clone(), expires_at));
+    }
 }
 
 /// The length of `.signature` at the end of a token.
@@ -254,9 +300,17 @@ pub async fn authenticate(
         return Problem::unauthorized("send Authorization: Bearer <token>").into_response();
     };
     let engine = &state.engine;
-    let principal = match verify(token.trim(), |id| engine.tenant(id), engine.now()) {
-        Ok(principal) => principal,
-        Err(problem) => return problem.into_response(),
+    let now = engine.now();
+    let token = token.trim();
+    let principal = match state.tokens.recall(token, now, |id| engine.tenant(id)) {
+        Some(principal) => principal,
+        None => match verify(token, |id| engine.tenant(id), now) {
+            Ok((principal, expires_at)) => {
+                state.tokens.remember(token, &principal, expires_at);
+                principal
+            }
+            Err(problem) => return problem.into_response(),
+        },
     };
     if let Err(wait) = principal.tenant.admit() {
         return Problem::new(
@@ -298,7 +352,7 @@ mod tests {
         let lookup = |id: TenantId| (id == one.tenant.id).then(|| one.clone());
         let user = UserId::parse("u-1").unwrap();
         let token = mint(&one.tenant, Role::Customer, Some(&user), now, HOUR);
-        let principal = verify(&token, lookup, now).unwrap();
+        let (principal, _) = verify(&token, lookup, now).unwrap();
         assert_eq!(
             (principal.role, principal.subject),
             (Role::Customer, Some(user))

@@ -69,6 +69,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub registry: Arc<Registry>,
     pub in_flight: InFlightKeys,
+    pub tokens: auth::TokenCache,
 }
 
 #[derive(OpenApi)]
@@ -157,6 +158,7 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         engine,
         registry: Arc::new(registry),
         in_flight: InFlightKeys::default(),
+        tokens: auth::TokenCache::default(),
     };
     let guarded = |body_bytes_max: usize| {
         from_fn_with_state(

@@ -14,20 +14,65 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: &'static str,
+}
+
+/// Route patterns as `&'static str`, so that counting a request allocates
+/// nothing. The patterns are the router's, a fixed handful, so the memory
+/// this keeps is bounded by the routes.
+#[derive(Debug, Default)]
+struct RoutePatterns(std::sync::RwLock<std::collections::HashSet<&'static str>>);
+
+impl RoutePatterns {
+    fn intern(&self, pattern: &str) -> &'static str {
+        if let Some(known) = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pattern)
+        {
+            return known;
+        }
+        let mut known = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match known.get(pattern) {
+            Some(pattern) => pattern,
+            None => {
+                let interned: &'static str = Box::leak(pattern.to_owned().into_boxed_str());
+                known.insert(interned);
+                interned
+            }
+        }
+    }
+}
+
+fn method_name(method: &axum::http::Method) -> &'static str {
+    match *method {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     seconds: Family<RouteLabels, Histogram>,
+    routes: std::sync::Arc<RoutePatterns>,
 }
 
 impl HttpMetrics {
@@ -37,6 +82,7 @@ impl HttpMetrics {
             seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
             }),
+            routes: std::sync::Arc::default(),
         };
         registry.register(
             "voucherd_http_requests",
@@ -54,19 +100,17 @@ impl HttpMetrics {
 
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_name(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or("unmatched", |path| metrics.routes.intern(path.as_str()));
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     metrics
         .seconds
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
+        .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
     if response.status().is_server_error() {
         tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");

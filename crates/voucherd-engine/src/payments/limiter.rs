@@ -44,7 +44,7 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     /// The gateway's second plus this much, against jitter.
-    pub const JITTER_MARGIN: Duration = Duration::from_millis(75);
+    pub const JITTER_MARGIN: Duration = Duration::from_millis(50);
 
     pub fn new(rate_per_second: u32) -> SlidingWindow {
         let rate = rate_per_second.max(1) as usize;

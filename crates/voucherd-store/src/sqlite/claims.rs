@@ -18,9 +18,26 @@ use crate::{OsEntropy, StoreResult};
 /// in a row mean something is wrong.
 const MINT_ATTEMPTS_MAX: usize = 5;
 
-pub(crate) fn claim_batch(
+/// Decides every claim in the writer's transaction, or fails on the first
+/// claim that fails; the writer then rolls the whole job back, and the
+/// batch is decided again with [`claim_each`].
+pub(crate) fn claim_all(
     connection: &Connection,
-    claims: Vec<ClaimRequest>,
+    claims: &[ClaimRequest],
+    now: Timestamp,
+) -> StoreResult<Vec<ClaimOutcome>> {
+    claims
+        .iter()
+        .map(|claim| claim_one(connection, claim, now))
+        .collect()
+}
+
+/// Decides each claim in a savepoint of its own, so that a claim the
+/// schema refuses (an engine bug) fails alone. Two more statements a claim:
+/// only for a batch [`claim_all`] could not decide.
+pub(crate) fn claim_each(
+    connection: &Connection,
+    claims: &[ClaimRequest],
     now: Timestamp,
 ) -> Vec<StoreResult<ClaimOutcome>> {
     claims

@@ -204,9 +204,25 @@ impl Store for SqliteStore {
         claims: Vec<ClaimRequest>,
         now: Timestamp,
     ) -> StoreResult<Vec<StoreResult<ClaimOutcome>>> {
-        self.writer
-            .run(move |connection| Ok(claims::claim_batch(connection, claims, now)))
+        let claims = Arc::new(claims);
+        let all = claims.clone();
+        match self
+            .writer
+            .run(move |connection| claims::claim_all(connection, &all, now))
             .await
+        {
+            Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(StoreError::Closed) => Err(StoreError::Closed),
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "a claim batch failed as a whole; deciding its claims one by one"
+                );
+                self.writer
+                    .run(move |connection| Ok(claims::claim_each(connection, &claims, now)))
+                    .await
+            }
+        }
     }
 
     async fn vouchers_of_user(
