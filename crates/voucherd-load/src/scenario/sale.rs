@@ -29,7 +29,7 @@ const HOT_DEAL_TIERS: [(u32, u8); 3] = [(1_000, 90), (10_000, 70), (20_000, 50)]
 /// The first order poll waits this long; each next one half as long
 /// again, up to the most.
 const ORDER_POLL_PAUSE_FIRST: Duration = Duration::from_millis(200);
-const ORDER_POLL_PAUSE_MAX: Duration = Duration::from_secs(2);
+const ORDER_POLL_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// A card the simulated gateways accept; its expiry is a few years ahead.
 const TEST_CARD_NUMBER: &str = "4242424242424242";
 const TEST_CARD_YEARS_AHEAD: i16 = 3;

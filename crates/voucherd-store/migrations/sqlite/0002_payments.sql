@@ -49,7 +49,8 @@ CREATE TABLE payments (
     CHECK ((lease_id IS NULL) = (lease_until IS NULL))
 ) STRICT;
 
-CREATE INDEX payments_due ON payments (state, next_attempt_at);
+CREATE INDEX payments_queued ON payments (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX payments_working ON payments (lease_until) WHERE state = 'working';
 
 CREATE TABLE payment_attempts (
     order_id TEXT NOT NULL REFERENCES orders (id),

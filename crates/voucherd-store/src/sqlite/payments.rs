@@ -292,9 +292,15 @@ pub(crate) fn lease(
     let lease_until = millis(now.checked_add(lease).unwrap_or(Timestamp::MAX));
     let mut due = connection
         .prepare_cached(
-            "SELECT order_id, state = 'working' FROM payments
-             WHERE (state = 'queued' AND next_attempt_at <= ?1) OR (state = 'working' AND lease_until <= ?1)
-             ORDER BY next_attempt_at, order_id LIMIT ?2",
+            // Two index ranges, lapsed leases first: an OR over both would
+            // scan every payment at work and sort the queue.
+            "SELECT order_id, 1 FROM payments WHERE state = 'working' AND lease_until <= ?1
+             UNION ALL
+             SELECT * FROM (
+                 SELECT order_id, 0 FROM payments WHERE state = 'queued' AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at LIMIT ?2
+             )
+             LIMIT ?2",
         )
         .map_err(database)?;
     let due: Vec<(String, bool)> = due
@@ -437,13 +443,16 @@ pub(crate) fn finish(
         } => {
             settle(connection, &order_id, "paid", None, Some(gateway), now)?;
             let issued = connection
-                .execute(
+                .prepare_cached(
                     "UPDATE vouchers
                      SET state = 'issued', issued_at = ?2, expires_at = ?3, reserved_until = NULL,
                          payment_order_id = NULL
-                     WHERE payment_order_id = ?1 AND state = 'reserved'",
-                    params![order_id, millis(now), optional_millis(*expires_at)],
+                     WHERE id = (SELECT voucher_id FROM orders WHERE id = ?1)
+                       AND payment_order_id = ?1 AND state = 'reserved'",
                 )
+                .and_then(|mut statement| {
+                    statement.execute(params![order_id, millis(now), optional_millis(*expires_at)])
+                })
                 .map_err(database)?;
             if issued != 1 {
                 return Err(StoreError::Corrupt(format!(
@@ -454,10 +463,11 @@ pub(crate) fn finish(
         Resolution::Failed { reason } => {
             settle(connection, &order_id, "failed", Some(reason), None, now)?;
             connection
-                .execute(
-                    "UPDATE vouchers SET payment_order_id = NULL WHERE payment_order_id = ?1",
-                    [&order_id],
+                .prepare_cached(
+                    "UPDATE vouchers SET payment_order_id = NULL
+                     WHERE id = (SELECT voucher_id FROM orders WHERE id = ?1) AND payment_order_id = ?1",
                 )
+                .and_then(|mut statement| statement.execute([&order_id]))
                 .map_err(database)?;
         }
         Resolution::Retry {

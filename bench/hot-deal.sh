@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Seed 000's Hot Deal on this machine: 1,000,000 distinct users over 60 s
+# against the embedded store (one node), or against PostgreSQL with two
+# nodes, with three simulated gateways of 100 charges a second (the first
+# preferred). Prints the load generator's summary and verdict, the peak RSS
+# of each node, and how long the payments took from the first to the last.
+#
+# Usage: bench/hot-deal.sh [sqlite|postgres] [users] [seconds]
+# Needs: PostgreSQL at 127.0.0.1:5432 for the postgres run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BACKEND="${1:-sqlite}"
+USERS="${2:-1000000}"
+SECONDS_OF_ARRIVALS="${3:-60}"
+SUPPLY="${SUPPLY:-20000}"
+cargo build --release -p voucherd -p voucherd-load >/dev/null
+BIN=target/release
+WORK=$(mktemp -d)
+OUT="${OUT:-results/hot-deal-$BACKEND}"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+ulimit -n 20000
+
+GATEWAYS=()
+for index in 1 2 3; do
+  port=$((19200 + index))
+  "$BIN/voucherd" gateway-sim --listen "127.0.0.1:$port" --rate 100 --latency-ms 20..200 \
+    --decline-rate 0.02 --timeout-rate 0.005 --seed "$index" >"$WORK/gateway-$index.out" 2>&1 &
+  PIDS+=($!)
+  GATEWAYS+=("http://127.0.0.1:$port")
+done
+
+NODES=1
+STORE=(--data-dir "$WORK/data")
+if [ "$BACKEND" = postgres ]; then
+  NODES=2
+  DB="voucherd_hot_deal_$RANDOM$RANDOM"
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $DB" >/dev/null
+  STORE=(--data-dir "$WORK/data" --database-url "postgres://postgres@127.0.0.1:5432/$DB")
+fi
+# A gateway's rate is per node: nodes that share a gateway split its rate.
+RATE=$((100 / NODES))
+TARGETS=()
+NODE_PIDS=()
+for node in $(seq 1 "$NODES"); do
+  port=$((18700 + node))
+  flags=()
+  for index in 1 2 3; do
+    flags+=(--gateway "name=gw$index,url=${GATEWAYS[$((index - 1))]},rate=$RATE,priority=$index")
+  done
+  RUST_LOG=warn "$BIN/voucherd" serve --listen "127.0.0.1:$port" "${STORE[@]}" "${flags[@]}" \
+    >"$WORK/node-$node.out" 2>"$WORK/node-$node.err" &
+  NODE_PIDS+=($!)
+  PIDS+=($!)
+  for _ in $(seq 1 150); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$WORK/node-$node.out" 2>/dev/null && break; sleep 0.2; done
+  TARGETS+=(--target "http://127.0.0.1:$port")
+done
+eval "$(grep '^export' "$WORK/node-1.out")"
+
+START=$(date +%s.%N)
+"$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
+  --supply "$SUPPLY" --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" || true
+
+for node in $(seq 1 "$NODES"); do
+  pid=${NODE_PIDS[$((node - 1))]}
+  echo "node $node peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status")"
+done
+python3 - "${GATEWAYS[@]}" <<'PY'
+import json, sys, urllib.request
+from datetime import datetime
+times, captured, per_gateway = [], 0, []
+for url in sys.argv[1:]:
+    ledger = json.load(urllib.request.urlopen(url + "/ledger"))
+    charges = ledger["charges"]
+    per_gateway.append((url, len(charges), ledger["accepted_per_second_max"]))
+    for charge in charges:
+        times.append(datetime.fromisoformat(charge["at"].replace("Z", "+00:00").split(".")[0] + "+00:00"))
+        captured += charge["status"] == "captured"
+span = (max(times) - min(times)).total_seconds() if times else 0
+print(f"payments: {len(times)} decided, {captured} captured, first to last {span:.1f} s "
+      f"(300 tx/s imposes {len(times) / 300:.1f} s for these)")
+for url, count, peak in per_gateway:
+    print(f"  {url}: {count} charges, at most {peak} in any second")
+PY
