@@ -12,6 +12,7 @@
 //! or miss one that does.
 
 pub mod auth;
+pub mod connections;
 pub mod extract;
 pub mod idempotency;
 pub mod observe;

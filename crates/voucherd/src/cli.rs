@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// Requests served at once; past this, requests are answered 503.
     #[arg(long, default_value_t = 8_192)]
     pub requests_in_flight_max: usize,
+    /// Connections open at once; past this, a new connection is answered
+    /// 503 and closed. Each open connection holds buffers, so this bounds
+    /// memory under a crowd.
+    #[arg(long, default_value_t = 4_096)]
+    pub connections_max: usize,
     /// How often expired locks are swept.
     #[arg(long, default_value_t = 1_000)]
     pub sweep_period_ms: u64,

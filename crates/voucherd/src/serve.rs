@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -15,6 +14,7 @@ use voucherd_engine::workers::run_periodically;
 use voucherd_engine::{ClaimLimits, Engine, EngineConfig};
 use voucherd_http::HttpConfig;
 use voucherd_http::auth::{Role, mint};
+use voucherd_http::connections::BoundedListener;
 
 use crate::cli::ServeArgs;
 use crate::demo::ensure_demo_campaign;
@@ -104,13 +104,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("curl -s http://{address}/openapi.json   # the whole API");
     }
 
-    let listener = listener.tap_io(|stream| {
-        // Claims are small requests answered after a commit; Nagle's
-        // algorithm would only add latency to them.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "setting TCP_NODELAY failed");
-        }
-    });
+    let listener = BoundedListener::new(listener, args.connections_max);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -61,3 +61,43 @@ async fn a_bare_start_serves_a_claimable_demo() {
         (StatusCode::CREATED, Some(1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_bound_are_answered_503_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let directory = tempfile::tempdir().unwrap();
+    let server = TestServer::start(directory.path(), &["--connections-max", "4"]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // The bound is counted as connections are accepted: a fifth gets the
+    // refusal without sending anything.
+    let mut extra = tokio::net::TcpStream::connect(&address).await.unwrap();
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("retry-after: 1") && answer.contains("/problems/overloaded"),
+        "{answer}"
+    );
+    // Closing one makes room again.
+    drop(held.pop());
+    let mut answered = None;
+    for _ in 0..100 {
+        let response = reqwest::get(server.url("/healthz")).await;
+        if let Ok(response) = response
+            && response.status() == StatusCode::OK
+        {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered, Some(StatusCode::OK));
+}
