@@ -10,10 +10,18 @@
 //!
 //! Room is taken in two steps because a charge is recorded in the store
 //! between choosing its gateway and sending it: `try_take` holds a place
-//! (counted, so the gateway is not over-chosen), and `confirm` moves it to
-//! the moment the charge really leaves, waiting if that moment would put
-//! the window over the rate. What the gateway sees is then the confirmed
-//! send times, and those never exceed the rate in any window.
+//! (counted, so the gateway is not over-chosen), and `confirm` turns it into
+//! a send at the moment the charge really leaves, waiting if that moment
+//! would put the window over the rate. What the gateway sees is then the
+//! confirmed send times, and those never exceed the rate in any window.
+//!
+//! A place is held for the room the window will have a moment later
+//! (`HOLD_AHEAD`, about as long as the store's write takes under a burst),
+//! not for the room it has now. Were it held against the room of now, each
+//! charge would keep its place for the store's write as well as for the
+//! second after it leaves, and a store slowed down by a burst would cut the
+//! gateway's throughput with it (at 200 ms a write, by a sixth). A place
+//! whose room has not come yet when its charge is ready waits in `confirm`.
 //!
 //! Confirmed sends are also paced, on average a window's length divided by
 //! the rate apart (a generic cell rate: a send that was held up may catch
@@ -24,7 +32,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A place held in the window, until it is confirmed or given back.
+/// A place held for a charge, until it is confirmed or given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot(u64);
 
@@ -32,8 +40,10 @@ pub struct Slot(u64);
 pub struct SlidingWindow {
     rate: usize,
     window: Duration,
-    /// Recent places, oldest first.
-    places: VecDeque<(Instant, Slot)>,
+    /// Sends within the last window, oldest first.
+    sends: VecDeque<Instant>,
+    /// Places held for charges not sent yet.
+    held: Vec<Slot>,
     next_slot: u64,
     /// The average time between two sends.
     spacing: Duration,
@@ -45,6 +55,8 @@ pub struct SlidingWindow {
 impl SlidingWindow {
     /// The gateway's second plus this much, against jitter.
     pub const JITTER_MARGIN: Duration = Duration::from_millis(50);
+    /// How far ahead of now a held place counts the window's room.
+    pub const HOLD_AHEAD: Duration = Duration::from_millis(250);
 
     pub fn new(rate_per_second: u32) -> SlidingWindow {
         let rate = rate_per_second.max(1) as usize;
@@ -52,7 +64,8 @@ impl SlidingWindow {
         SlidingWindow {
             rate,
             window,
-            places: VecDeque::with_capacity(rate * 2),
+            sends: VecDeque::with_capacity(rate * 2),
+            held: Vec::new(),
             next_slot: 0,
             spacing: window / rate_per_second.max(1),
             next_due: None,
@@ -61,28 +74,28 @@ impl SlidingWindow {
 
     fn forget_before(&mut self, now: Instant) {
         while self
-            .places
+            .sends
             .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= self.window)
+            .is_some_and(|at| now.saturating_duration_since(*at) >= self.window)
         {
-            self.places.pop_front();
+            self.sends.pop_front();
         }
     }
 
-    /// When the window next has room, if it has none at `now`.
-    fn room_at(&mut self, now: Instant) -> Result<(), Instant> {
+    /// When the window next has room for a send, if it has none at `now`.
+    fn send_room_at(&mut self, now: Instant) -> Result<(), Instant> {
         self.forget_before(now);
-        if self.places.len() < self.rate {
+        if self.sends.len() < self.rate {
             return Ok(());
         }
-        // The window has room once all but rate - 1 of its places left.
-        let leaving = self.places.len() - (self.rate - 1);
-        Err(self.places[leaving - 1].0 + self.window)
+        // The window has room once all but rate - 1 of its sends left.
+        let leaving = self.sends.len() - (self.rate - 1);
+        Err(self.sends[leaving - 1] + self.window)
     }
 
-    fn insert(&mut self, at: Instant, slot: Slot) {
-        let position = self.places.partition_point(|(placed, _)| *placed <= at);
-        self.places.insert(position, (at, slot));
+    fn record_send(&mut self, at: Instant) {
+        let position = self.sends.partition_point(|sent| *sent <= at);
+        self.sends.insert(position, at);
     }
 
     /// A window that counts itself full until a window after `now`: a node
@@ -90,71 +103,59 @@ impl SlidingWindow {
     /// last second, and the gateway still counts those.
     pub fn full_until_a_window_after(rate_per_second: u32, now: Instant) -> SlidingWindow {
         let mut window = SlidingWindow::new(rate_per_second);
-        for _ in 0..window.rate {
-            let slot = Slot(window.next_slot);
-            window.next_slot += 1;
-            window.places.push_back((now, slot));
-        }
+        window.sends.extend(std::iter::repeat_n(now, window.rate));
         window
     }
 
     /// Holds a place for a charge about to be sent, or says when to ask
     /// again.
     pub fn try_take(&mut self, now: Instant) -> Result<Slot, Instant> {
-        self.room_at(now)?;
+        self.forget_before(now);
+        let ahead = now + SlidingWindow::HOLD_AHEAD;
+        let gone_by_then = self
+            .sends
+            .partition_point(|sent| ahead.saturating_duration_since(*sent) >= self.window);
+        let counted = self.sends.len() - gone_by_then + self.held.len();
+        if counted >= self.rate {
+            // Room comes when enough more sends leave the window; held
+            // places free theirs when they are confirmed or given back.
+            let leaving = gone_by_then + (counted - self.rate);
+            return Err(self.sends.get(leaving).map_or(now + self.spacing, |sent| {
+                *sent + self.window - SlidingWindow::HOLD_AHEAD
+            }));
+        }
         let slot = Slot(self.next_slot);
         self.next_slot += 1;
-        self.insert(now, slot);
+        self.held.push(slot);
         Ok(slot)
     }
 
-    /// Moves a held place to `now`, the moment its charge leaves; when that
-    /// would put the window over the rate the place stays where it was and
-    /// the answer says when to try again.
+    /// Sends the charge of a held place at `now`; when that would put the
+    /// window over the rate or run ahead of the pace, the place stays held
+    /// and the answer says when to try again.
     pub fn confirm(&mut self, slot: Slot, now: Instant) -> Result<(), Instant> {
         if let Some(due) = self.next_due
             && now + self.spacing < due
         {
             return Err(due - self.spacing);
         }
-        let confirmed = self.move_to(slot, now);
-        if confirmed.is_ok() {
-            self.next_due = Some(self.next_due.map_or(now, |due| due.max(now)) + self.spacing);
-        }
-        confirmed
-    }
-
-    fn move_to(&mut self, slot: Slot, now: Instant) -> Result<(), Instant> {
-        let Some(position) = self.places.iter().position(|(_, held)| *held == slot) else {
-            // Forgotten already: it is older than a window and counts for
-            // nothing; take a fresh place at now.
-            return self.room_at(now).map(|()| self.insert(now, slot));
-        };
-        let (held_at, _) = self.places.remove(position).unwrap_or((now, slot));
-        match self.room_at(now) {
-            Ok(()) => {
-                self.insert(now, slot);
-                Ok(())
-            }
-            Err(at) => {
-                self.insert(held_at, slot);
-                Err(at)
-            }
-        }
+        self.send_room_at(now)?;
+        self.held.retain(|held| *held != slot);
+        self.record_send(now);
+        self.next_due = Some(self.next_due.map_or(now, |due| due.max(now)) + self.spacing);
+        Ok(())
     }
 
     /// The gateway refused a charge for its rate: it counted more in its
     /// window than this one did (jitter, or another sender). One more
-    /// place is counted at `now`, so the next second sends one fewer.
+    /// send is counted at `now`, so the next second sends one fewer.
     pub fn refused_at(&mut self, now: Instant) {
-        let slot = Slot(self.next_slot);
-        self.next_slot += 1;
-        self.insert(now, slot);
+        self.record_send(now);
     }
 
     /// Gives back a place whose charge was never sent.
     pub fn give_back(&mut self, slot: Slot) {
-        self.places.retain(|(_, held)| *held != slot);
+        self.held.retain(|held| *held != slot);
     }
 }
 
@@ -237,6 +238,37 @@ mod tests {
     }
 
     #[test]
+    fn a_place_held_while_its_charge_is_recorded_costs_no_room() {
+        let start = Instant::now();
+        let mut window = SlidingWindow::new(10);
+        let mut sent = Vec::new();
+        let mut pending = Vec::new();
+        let mut now = start;
+        // Recording each charge takes 200 ms: were held places counted as
+        // sends, each would take room for 1.25 s and ten seconds would
+        // carry about 80 charges, not the 95 the window allows.
+        while now < start + Duration::from_secs(10) {
+            while let Ok(slot) = window.try_take(now) {
+                pending.push((slot, now + Duration::from_millis(200)));
+            }
+            pending.retain(|(slot, due)| {
+                if *due > now || window.confirm(*slot, now).is_err() {
+                    return true;
+                }
+                sent.push(now);
+                false
+            });
+            now += Duration::from_millis(1);
+        }
+        assert!(within_rate(&sent, 10));
+        assert!(
+            sent.len() >= 90,
+            "close to the rate despite slow records: {}",
+            sent.len()
+        );
+    }
+
+    #[test]
     fn a_starting_window_waits_out_what_an_earlier_run_may_have_sent() {
         let start = Instant::now();
         let mut window = SlidingWindow::full_until_a_window_after(5, start);
@@ -245,8 +277,11 @@ mod tests {
             (Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN) / 5
         );
         let free_at = start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN;
-        assert_eq!(window.try_take(start), Err(free_at));
-        assert!(window.try_take(free_at).is_ok());
+        let held_from = free_at - SlidingWindow::HOLD_AHEAD;
+        assert_eq!(window.try_take(start), Err(held_from));
+        let slot = window.try_take(held_from).unwrap();
+        assert_eq!(window.confirm(slot, held_from), Err(free_at));
+        assert_eq!(window.confirm(slot, free_at), Ok(()));
     }
 
     #[test]
@@ -254,15 +289,16 @@ mod tests {
         let start = Instant::now();
         let mut window = SlidingWindow::new(2);
         let first = window.try_take(start).unwrap();
-        window.try_take(start + Duration::from_millis(10)).unwrap();
-        let free_at = window
-            .try_take(start + Duration::from_millis(20))
-            .unwrap_err();
+        window.confirm(first, start).unwrap();
+        let held = window.try_take(start).unwrap();
+        // The window is full for now and a place's worth ahead of now.
+        let at = start + Duration::from_millis(20);
+        let free_at = start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN;
         assert_eq!(
-            free_at,
-            start + Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN
+            window.try_take(at),
+            Err(free_at - SlidingWindow::HOLD_AHEAD)
         );
-        window.give_back(first);
-        assert!(window.try_take(start + Duration::from_millis(20)).is_ok());
+        window.give_back(held);
+        assert!(window.try_take(at).is_ok());
     }
 }

@@ -192,6 +192,9 @@ pub struct PaymentRouter {
     limits: PaymentLimits,
     wake: Notify,
     permits: Arc<Semaphore>,
+    /// Taken by the one payment waiting for a gateway's room; the others
+    /// queue behind it in order.
+    choosing: tokio::sync::Mutex<()>,
     metrics: EngineMetrics,
 }
 
@@ -226,6 +229,7 @@ impl PaymentRouter {
             permits: Arc::new(Semaphore::new(limits.in_flight_max.max(1))),
             limits,
             wake: Notify::new(),
+            choosing: tokio::sync::Mutex::new(()),
             metrics,
         }
     }
@@ -320,6 +324,11 @@ impl PaymentRouter {
     /// The most preferred gateway with room, waiting up to the limit.
     async fn choose(&self) -> Option<(&Route, Slot)> {
         let deadline = Instant::now() + self.limits.capacity_wait_max;
+        // Waking every waiting payment each time a place frees would spend,
+        // with hundreds waiting, the CPU a burst needs; one waits at a time.
+        let _turn = tokio::time::timeout_at(deadline.into(), self.choosing.lock())
+            .await
+            .ok()?;
         loop {
             let now = Instant::now();
             let mut next = deadline;
