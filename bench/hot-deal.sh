@@ -6,7 +6,8 @@
 # of each node, and how long the payments took from the first to the last.
 #
 # Usage: bench/hot-deal.sh [sqlite|postgres] [users] [seconds]
-# Environment: SUPPLY (20000), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
+# Environment: SUPPLY (20000), IN_FLIGHT_MAX (the generator's bound on users
+# in flight, 2048), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
 # of the simulated gateways; a timed-out charge hangs 30 s, then the node
 # looks it up and, when it never arrived, charges again.
 # Needs: PostgreSQL at 127.0.0.1:5432 for the postgres run.
@@ -68,7 +69,7 @@ eval "$(grep '^export' "$WORK/node-1.out")"
 
 START=$(date +%s.%N)
 "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
-  --supply "$SUPPLY" --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" || true
+  --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-2048}" --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" || true
 
 for node in $(seq 1 "$NODES"); do
   pid=${NODE_PIDS[$((node - 1))]}
