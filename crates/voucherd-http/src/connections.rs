@@ -29,13 +29,20 @@ const REFUSAL: &[u8] = concat!(
 pub struct BoundedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    /// Refused connections being answered and drained; past this a refused
+    /// connection is closed at once, unanswered.
+    refusing: Arc<Semaphore>,
 }
+
+/// Refused connections answered at once, at most.
+const REFUSING_MAX: usize = 1_024;
 
 impl BoundedListener {
     pub fn new(inner: TcpListener, connections_max: usize) -> BoundedListener {
         BoundedListener {
             inner,
             permits: Arc::new(Semaphore::new(connections_max.max(1))),
+            refusing: Arc::new(Semaphore::new(REFUSING_MAX)),
         }
     }
 }
@@ -77,7 +84,12 @@ impl axum::serve::Listener for BoundedListener {
                     );
                 }
                 Err(_) => {
-                    tokio::spawn(refuse(stream));
+                    if let Ok(turn) = self.refusing.clone().try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse(stream).await;
+                            drop(turn);
+                        });
+                    }
                 }
             }
         }
