@@ -6,9 +6,16 @@
 //! direction that is safe: it can think vouchers remain when none do (the
 //! store then answers sold out and memory learns), never the reverse for
 //! longer than a refresh.
+//!
+//! A count read from the store can be older than what this node already
+//! learned from its own claims: a batch commits, the count is read (without
+//! it), then the batch's claims are remembered. Taken as it is, that count
+//! would subtract the batch twice and answer sold out while vouchers
+//! remain. So a count read while claims of the campaign were at the store,
+//! or while memory changed, may only raise memory's count, never lower it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use voucherd_core::Timestamp;
@@ -27,6 +34,11 @@ pub struct CampaignEntry {
     state: RwLock<CampaignState>,
     /// Available vouchers as far as this node knows.
     remaining: AtomicI64,
+    /// Claims sent to the store whose outcome memory has not learned yet.
+    claims_at_store: AtomicI64,
+    /// Bumped by every change memory makes to `remaining` from its own
+    /// claims and releases.
+    changes: AtomicU64,
     /// Held while the campaign is being published, so that two publishes
     /// of one campaign do not make its codes at once.
     pub(crate) publishing: tokio::sync::Mutex<()>,
@@ -69,6 +81,8 @@ impl CampaignEntry {
             }),
             record,
             remaining: AtomicI64::new(remaining),
+            claims_at_store: AtomicI64::new(0),
+            changes: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(()),
         }
     }
@@ -145,20 +159,47 @@ impl CampaignEntry {
             .voucher_count = voucher_count;
     }
 
-    /// Memory learns how many vouchers are available from the store.
-    pub fn set_available(&self, available: u64) {
-        if self.record.spec.supply != Supply::Unlimited {
-            self.remaining.store(
-                i64::try_from(available).unwrap_or(i64::MAX),
-                Ordering::Release,
-            );
+    /// Taken just before the store's count of available vouchers is read,
+    /// and handed back with the count to `learn_available`.
+    pub fn before_counting(&self) -> Counting {
+        Counting {
+            changes: self.changes.load(Ordering::Acquire),
+            quiet: self.claims_at_store.load(Ordering::Acquire) == 0,
         }
+    }
+
+    /// Memory learns how many vouchers are available from the store: the
+    /// count as it is when nothing of this node's moved while it was read,
+    /// otherwise only if it is more than memory has.
+    pub fn learn_available(&self, available: u64, before: Counting) {
+        if self.record.spec.supply == Supply::Unlimited {
+            return;
+        }
+        let available = i64::try_from(available).unwrap_or(i64::MAX);
+        let after = self.before_counting();
+        if before.quiet && after.quiet && before.changes == after.changes {
+            self.remaining.store(available, Ordering::Release);
+        } else {
+            self.remaining.fetch_max(available, Ordering::AcqRel);
+        }
+    }
+
+    /// Claims of this campaign go to the store.
+    pub fn sending_claim(&self) {
+        self.claims_at_store.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A claim sent to the store was decided (or failed), and what it did
+    /// to `remaining` is already applied.
+    pub fn claim_decided(&self) {
+        self.claims_at_store.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// A claim took a voucher.
     pub fn took_one(&self) {
         if self.record.spec.supply != Supply::Unlimited {
             self.remaining.fetch_sub(1, Ordering::AcqRel);
+            self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -167,13 +208,24 @@ impl CampaignEntry {
         if self.record.spec.supply != Supply::Unlimited {
             self.remaining
                 .fetch_add(i64::try_from(count).unwrap_or(i64::MAX), Ordering::AcqRel);
+            self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     /// The store found none left.
     pub fn ran_out(&self) {
-        self.set_available(0);
+        if self.record.spec.supply != Supply::Unlimited {
+            self.remaining.store(0, Ordering::Release);
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
     }
+}
+
+/// What `learn_available` needs to know of the moment a count was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Counting {
+    changes: u64,
+    quiet: bool,
 }
 
 /// Every campaign by id.
@@ -219,5 +271,81 @@ impl CampaignBook {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use voucherd_core::campaign::CampaignDraft;
+
+    use super::*;
+    use crate::engine::uuid_at;
+
+    fn entry(supply: i64) -> CampaignEntry {
+        let now = Timestamp::now();
+        let draft = CampaignDraft {
+            name: Some("noon".into()),
+            kind: Some("coupon".into()),
+            supply: Some(Some(supply)),
+            ..CampaignDraft::default()
+        };
+        let record = CampaignRecord {
+            id: CampaignId::from_uuid(uuid_at(now)),
+            tenant_id: TenantId::from_uuid(uuid_at(now)),
+            spec: draft.validate().expect("a valid campaign"),
+            lifecycle: Lifecycle::Live,
+            voucher_count: supply as u32,
+            created_at: now,
+            published_at: Some(now),
+        };
+        CampaignEntry::new(record, supply as u64)
+    }
+
+    fn remaining(entry: &CampaignEntry) -> Option<u64> {
+        entry.view().remaining
+    }
+
+    #[test]
+    fn a_count_read_between_a_claims_commit_and_its_memory_does_not_count_it_twice() {
+        let entry = entry(10);
+        entry.sending_claim();
+        // The claim commits in the store (9 left); the refresher reads 9
+        // and lands before the batch's outcome is remembered.
+        let before = entry.before_counting();
+        entry.learn_available(9, before);
+        entry.took_one();
+        entry.claim_decided();
+        assert_eq!(remaining(&entry), Some(9), "not 8: the claim counted once");
+    }
+
+    #[test]
+    fn a_count_read_while_memory_moved_only_raises() {
+        let entry = entry(10);
+        let before = entry.before_counting();
+        // Read 10; meanwhile this node's claim commits and is remembered.
+        entry.sending_claim();
+        entry.took_one();
+        entry.claim_decided();
+        entry.learn_available(10, before);
+        assert_eq!(remaining(&entry), Some(10), "over, the safe side");
+        // A release another node made is learned even while busy.
+        entry.sending_claim();
+        let before = entry.before_counting();
+        entry.learn_available(12, before);
+        assert_eq!(remaining(&entry), Some(12));
+        entry.claim_decided();
+    }
+
+    #[test]
+    fn a_quiet_count_is_taken_as_it_is() {
+        let entry = entry(10);
+        // Other nodes took seven.
+        let before = entry.before_counting();
+        entry.learn_available(3, before);
+        assert_eq!(remaining(&entry), Some(3));
+        assert!(!entry.sold_out());
+        let before = entry.before_counting();
+        entry.learn_available(0, before);
+        assert!(entry.sold_out());
     }
 }

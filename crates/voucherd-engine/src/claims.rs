@@ -236,6 +236,9 @@ impl Batcher {
             return;
         }
         self.metrics.claim_batch_size.observe(requests.len() as f64);
+        for pending in &waiting {
+            pending.entry.sending_claim();
+        }
         match self.store.claim_batch(requests, now).await {
             Ok(outcomes) => {
                 for (pending, outcome) in waiting.into_iter().zip(outcomes) {
@@ -246,6 +249,7 @@ impl Batcher {
                                 error = &error as &dyn std::error::Error, "a claim failed in the store");
                             EngineError::from(error)
                         });
+                    pending.entry.claim_decided();
                     self.answer(pending, answer);
                 }
             }
@@ -256,6 +260,7 @@ impl Batcher {
                     "a claim batch failed"
                 );
                 for pending in waiting {
+                    pending.entry.claim_decided();
                     self.answer(pending, Err(batch_failure(&error)));
                 }
             }

@@ -1,5 +1,6 @@
 //! The engine: what the HTTP layer calls, one method per intent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -19,7 +20,7 @@ use voucherd_store::model::{
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
-use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView};
+use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
 use crate::claims::{ClaimAnswer, ClaimLimits, ClaimQueue};
 use crate::clock::Clock;
 use crate::error::{ConflictKind, EngineError};
@@ -617,6 +618,7 @@ impl Engine {
             .iter()
             .map(|(first, last, _)| (*first, last.unwrap_or(u32::MAX)))
             .collect();
+        let before = entry.before_counting();
         let counts = self.store.campaign_counts(id, &bounds).await?;
         let payments = match entry.spec().kind {
             CampaignKind::Sale => self.store.payment_counts(id).await?,
@@ -624,7 +626,7 @@ impl Engine {
         };
         // The store is the authority; memory catches up with what it says.
         if entry.lifecycle() != Lifecycle::Draft {
-            entry.set_available(counts.states.available);
+            entry.learn_available(counts.states.available, before);
         }
         let tiers = ranges
             .into_iter()
@@ -780,9 +782,13 @@ impl Engine {
                 running.push(state.id);
             }
         }
+        let counting: HashMap<CampaignId, Counting> = running
+            .iter()
+            .filter_map(|id| Some((*id, self.campaigns.get(*id)?.before_counting())))
+            .collect();
         for (id, available) in self.store.available_counts(&running).await? {
-            if let Some(entry) = self.campaigns.get(id) {
-                entry.set_available(available);
+            if let (Some(entry), Some(before)) = (self.campaigns.get(id), counting.get(&id)) {
+                entry.learn_available(available, *before);
             }
         }
         Ok(())
