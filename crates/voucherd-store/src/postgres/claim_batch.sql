@@ -24,16 +24,9 @@ WITH claim AS (
         expires_at, limit_group, day, mint, redemptions_max, minted_id, ordinal
     )
 ),
--- What each (campaign, user) of the batch held before it.
-holding AS (
-    SELECT pair.campaign_id, pair.user_id,
-           count(voucher.id) AS held,
-           array_remove(array_agg(voucher.user_slot), NULL) AS slots
-    FROM (SELECT DISTINCT campaign_id, user_id FROM claim) AS pair
-    LEFT JOIN vouchers AS voucher
-        ON voucher.campaign_id = pair.campaign_id AND voucher.user_id = pair.user_id
-    GROUP BY pair.campaign_id, pair.user_id
-),
+-- What each claim's user held of its campaign before the batch: one index
+-- probe per claim (a join with a per-pair table would be planned as a
+-- nested loop over the batch, quadratic in its size).
 with_holding AS (
     SELECT claim.*, holding.held, holding.slots,
            EXISTS (
@@ -45,7 +38,13 @@ with_holding AS (
            ) AS granted,
            row_number() OVER same_holder AS holder_position
     FROM claim
-    JOIN holding USING (campaign_id, user_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS held,
+               coalesce(array_agg(voucher.user_slot) FILTER (WHERE voucher.user_slot IS NOT NULL),
+                        '{}'::integer[]) AS slots
+        FROM vouchers AS voucher
+        WHERE voucher.campaign_id = claim.campaign_id AND voucher.user_id = claim.user_id
+    ) AS holding
     WINDOW same_holder AS (PARTITION BY campaign_id, user_id ORDER BY ordinal)
 ),
 -- Which claims take a voucher, assuming every claim that may take one gets
@@ -122,10 +121,18 @@ picked AS MATERIALIZED (
         FOR UPDATE SKIP LOCKED
     ) AS free
 ),
+-- The n-th claim that takes gets the n-th picked voucher of its campaign,
+-- looked up by subscript (a join on the position would again be planned as
+-- a nested loop over the batch).
+picked_ids AS MATERIALIZED (
+    SELECT campaign_id, array_agg(id ORDER BY position) AS ids
+    FROM picked
+    GROUP BY campaign_id
+),
 placed AS (
-    SELECT wanted.*, picked.id AS voucher_id
+    SELECT wanted.*, picked_ids.ids[wanted.position::integer] AS voucher_id
     FROM wanted
-    LEFT JOIN picked USING (campaign_id, position)
+    LEFT JOIN picked_ids USING (campaign_id)
 ),
 -- Claims past the free vouchers mint a new rank when the campaign is
 -- unlimited, and are sold out otherwise.
