@@ -9,10 +9,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -284,20 +282,17 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Middleware: authenticates the bearer token, applies the tenant's rate
-/// limit, and leaves the [`Principal`] for the handlers.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Authenticates the bearer token, applies the tenant's rate limit, and
+/// leaves the [`Principal`] for the handlers; or the problem that refuses
+/// the request.
+pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Problem> {
     let Some(token) = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
     else {
-        return Problem::unauthorized("send Authorization: Bearer <token>").into_response();
+        return Err(Problem::unauthorized("send Authorization: Bearer <token>"));
     };
     let engine = &state.engine;
     let now = engine.now();
@@ -309,21 +304,20 @@ pub async fn authenticate(
                 state.tokens.remember(token, &principal, expires_at);
                 principal
             }
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return Err(problem),
         },
     };
     if let Err(wait) = principal.tenant.admit() {
-        return Problem::new(
+        return Err(Problem::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             "Rate limit reached",
             "this tenant's request rate is used up for now",
         )
-        .retry_after(wait.as_secs_f64().ceil() as u64)
-        .into_response();
+        .retry_after(wait.as_secs_f64().ceil() as u64));
     }
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -61,16 +61,12 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// The middleware's state: the app, and the body limit of the routes it
-/// guards (it must read the body to fingerprint it).
-#[derive(Debug, Clone)]
-pub struct IdempotencyState {
-    pub app: AppState,
-    pub body_bytes_max: usize,
-}
-
+/// Runs the request under its `Idempotency-Key`, if it is a state-changing
+/// request that has one. `body_bytes_max` is the body limit of its route:
+/// the body is read here to fingerprint it.
 pub async fn idempotency(
-    State(state): State<IdempotencyState>,
+    app: &AppState,
+    body_bytes_max: usize,
     request: Request,
     next: Next,
 ) -> Response {
@@ -96,7 +92,7 @@ pub async fn idempotency(
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
-    let Ok(body) = to_bytes(body, state.body_bytes_max).await else {
+    let Ok(body) = to_bytes(body, body_bytes_max).await else {
         return too_large().into_response();
     };
     let fingerprint = fingerprint(&parts.method, &parts.uri, &body);
@@ -105,13 +101,13 @@ pub async fn idempotency(
         principal: principal.idempotency_principal(),
         key,
     };
-    let engine = &state.app.engine;
+    let engine = &app.engine;
     match engine.stored_response(&scope).await {
         Ok(Some(stored)) => return replay(stored, &fingerprint),
         Ok(None) => {}
         Err(error) => return Problem::from(error).into_response(),
     }
-    let Some(_guard) = state.app.in_flight.enter(&scope) else {
+    let Some(_guard) = app.in_flight.enter(&scope) else {
         return Problem::new(
             StatusCode::CONFLICT,
             "idempotency-in-progress",

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Router};
@@ -38,7 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use voucherd_engine::Engine;
 
-use crate::idempotency::{IdempotencyState, InFlightKeys, idempotency};
+use crate::idempotency::InFlightKeys;
 use crate::observe::{HttpMetrics, observe};
 use crate::problem::Problem;
 use crate::routes::{campaigns, claims, operations, payments, vouchers};
@@ -65,12 +65,44 @@ impl Default for HttpConfig {
     }
 }
 
+/// What every handler shares, behind one `Arc`: axum clones the state for
+/// each layer and handler a request passes, so a clone is one count.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
     pub engine: Arc<Engine>,
-    pub registry: Arc<Registry>,
+    pub registry: Registry,
     pub in_flight: InFlightKeys,
     pub tokens: auth::TokenCache,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state of [`guard`]: the app, and the body limit of the routes it
+/// guards.
+#[derive(Debug, Clone)]
+struct Guard {
+    app: AppState,
+    body_bytes_max: usize,
+}
+
+/// What every `/v1` request passes before its handler, in one layer (each
+/// layer costs a clone of the route and a boxed future per request): the
+/// caller is authenticated, then a state-changing request with an
+/// `Idempotency-Key` runs under it.
+async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    if let Err(refused) = auth::authenticate(&guard.app, &mut request) {
+        return refused.into_response();
+    }
+    idempotency::idempotency(&guard.app, guard.body_bytes_max, request, next).await
 }
 
 #[derive(OpenApi)]
@@ -155,19 +187,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// the HTTP metrics are added to it here.
 pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Router {
     let http_metrics = HttpMetrics::register(&mut registry);
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         engine,
-        registry: Arc::new(registry),
+        registry,
         in_flight: InFlightKeys::default(),
         tokens: auth::TokenCache::default(),
-    };
+    }));
     let guarded = |body_bytes_max: usize| {
         from_fn_with_state(
-            IdempotencyState {
+            Guard {
                 app: state.clone(),
                 body_bytes_max,
             },
-            idempotency,
+            guard,
         )
     };
     let v1 = v1_routes()
@@ -180,9 +212,7 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         .0
         .route_layer(guarded(config.upload_body_bytes_max))
         .layer(DefaultBodyLimit::max(config.upload_body_bytes_max));
-    let authenticated = v1
-        .merge(uploads)
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let authenticated = v1.merge(uploads);
     let openapi = Arc::new(openapi());
     let overload = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(answer_overload))
