@@ -51,6 +51,9 @@ run() {
   p99=$(awk '/ 99%/ {print $2}' "$dir/wrk")
   printf '%-10s %-34s %10d %12.0f %10s\n' "$backend" "$name" "$issued" "$(echo "$issued / $DURATION" | bc -l)" "$p99"
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+  if [ "$backend" = postgres ]; then
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $db" >/dev/null
+  fi
 }
 
 printf '%-10s %-34s %10s %12s %10s\n' backend configuration committed claims/s p99

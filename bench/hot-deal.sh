@@ -22,9 +22,11 @@ BIN=target/release
 WORK=$(mktemp -d)
 OUT="${OUT:-results/hot-deal-$BACKEND}"
 PIDS=()
+DB=""
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null
+  [ -n "$DB" ] && psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
   mkdir -p "$OUT" && cp "$WORK"/node-*.err "$OUT"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
