@@ -6,8 +6,12 @@
 # of each node, and how long the payments took from the first to the last.
 #
 # Usage: bench/hot-deal.sh [sqlite|postgres] [users] [seconds]
-# Environment: SUPPLY (20000), IN_FLIGHT_MAX (the generator's bound on users
-# in flight, 2048), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
+# CPU layout: the node(s) on core 0; the generator and the simulators on
+# core 1 (PostgreSQL, the machine's own service, wherever the kernel puts
+# it). Each process's CPU time is printed at the end.
+# Environment: SUPPLY (20000), IN_FLIGHT_MAX (the generator's bound on
+# requests in flight, 20000: a request past it fails the run),
+# CONNECTIONS (pooled or per-user), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
 # of the simulated gateways; a timed-out charge hangs 30 s, then the node
 # looks it up and, when it never arrived, charges again.
 # Needs: PostgreSQL at 127.0.0.1:5432 for the postgres run.
@@ -36,7 +40,7 @@ ulimit -n 20000
 GATEWAYS=()
 for index in 1 2 3; do
   port=$((19200 + index))
-  "$BIN/voucherd" gateway-sim --listen "127.0.0.1:$port" --rate 100 --latency-ms 20..200 \
+  taskset -c 1 "$BIN/voucherd" gateway-sim --listen "127.0.0.1:$port" --rate 100 --latency-ms 20..200 \
     --decline-rate "${DECLINE_RATE:-0.02}" --timeout-rate "${TIMEOUT_RATE:-0.005}" --seed "$index" >"$WORK/gateway-$index.out" 2>&1 &
   PIDS+=($!)
   GATEWAYS+=("http://127.0.0.1:$port")
@@ -60,7 +64,7 @@ for node in $(seq 1 "$NODES"); do
   for index in 1 2 3; do
     flags+=(--gateway "name=gw$index,url=${GATEWAYS[$((index - 1))]},rate=$RATE,priority=$index")
   done
-  RUST_LOG=warn "$BIN/voucherd" serve --listen "127.0.0.1:$port" "${STORE[@]}" "${flags[@]}" \
+  RUST_LOG=warn taskset -c 0 "$BIN/voucherd" serve --listen "127.0.0.1:$port" "${STORE[@]}" "${flags[@]}" \
     >"$WORK/node-$node.out" 2>"$WORK/node-$node.err" &
   NODE_PIDS+=($!)
   PIDS+=($!)
@@ -70,12 +74,21 @@ done
 eval "$(grep '^export' "$WORK/node-1.out")"
 
 START=$(date +%s.%N)
-"$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
-  --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-2048}" --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" || true
+taskset -c 1 "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
+  --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-20000}" --connections "${CONNECTIONS:-pooled}" \
+  --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" &
+LOAD=$!
+PIDS+=($LOAD)
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# The generator's CPU, read just before it exits (it waits for its visits).
+LOAD_CPU="?"
+while kill -0 "$LOAD" 2>/dev/null; do LOAD_CPU=$(cpu_of "$LOAD" 2>/dev/null || echo "$LOAD_CPU"); sleep 1; done
+wait "$LOAD" || true
+echo "CPU time: generator $LOAD_CPU (last read), gateways $(for pid in "${PIDS[@]:0:3}"; do cpu_of "$pid"; echo -n ' '; done)"
 
 for node in $(seq 1 "$NODES"); do
   pid=${NODE_PIDS[$((node - 1))]}
-  echo "node $node peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status")"
+  echo "node $node peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status"), CPU time $(cpu_of "$pid")"
 done
 python3 - "${GATEWAYS[@]}" <<'PY'
 import json, sys, urllib.request

@@ -1,14 +1,14 @@
-//! Talking to voucherd: one keep-alive client for every target node, the
-//! bearer tokens, answers as status and bytes, and failures sorted by kind.
+//! Talking to voucherd: the run's client over every target node (see
+//! [`crate::http1`]), the bearer tokens, answers as status and bytes, and
+//! failures sorted by kind.
 
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use crate::LoadError;
+use crate::http1::{Client, Endpoint, Request, split_url};
 use crate::wire::{
     CampaignWire, ExportedVoucherWire, LedgerWire, ProblemWire, ReportWire, VoucherListWire,
     VoucherPageWire,
@@ -68,6 +68,9 @@ pub enum FailureKind {
     Connect,
     Timeout,
     Transport,
+    /// Never sent: the generator's own bound on requests in flight was
+    /// full.
+    DroppedByClient,
 }
 
 impl FailureKind {
@@ -76,6 +79,7 @@ impl FailureKind {
             FailureKind::Connect => "connect",
             FailureKind::Timeout => "timeout",
             FailureKind::Transport => "transport",
+            FailureKind::DroppedByClient => "dropped_by_client",
         }
     }
 }
@@ -86,34 +90,13 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<reqwest::Error> for Failure {
-    fn from(error: reqwest::Error) -> Failure {
-        let kind = if error.is_timeout() {
-            FailureKind::Timeout
-        } else if error.is_connect() {
-            FailureKind::Connect
-        } else {
-            FailureKind::Transport
-        };
-        // The chain says what actually went wrong (refused, reset, ...).
-        let mut detail = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Failure { kind, detail }
-    }
-}
-
 /// The client of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Api {
-    client: reqwest::Client,
-    targets: Vec<String>,
-    admin: HeaderValue,
-    service: HeaderValue,
+    client: Client,
+    targets: Vec<Endpoint>,
+    admin: String,
+    service: String,
 }
 
 impl Api {
@@ -125,27 +108,28 @@ impl Api {
         request_timeout: Duration,
     ) -> Result<Api, LoadError> {
         let bearer = |token: &str| {
-            HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| LoadError::Config("a token holds characters a header cannot".into()))
+            if token.bytes().all(|byte| byte.is_ascii_graphic()) {
+                Ok(format!("Bearer {token}"))
+            } else {
+                Err(LoadError::Config(
+                    "a token holds characters a header cannot".into(),
+                ))
+            }
         };
-        // Idle connections are kept for every request that may be in
-        // flight, so a steady rate reuses connections instead of opening
-        // one per request.
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections_max)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
-            .timeout(request_timeout)
-            .no_proxy()
-            .build()
-            .map_err(|error| LoadError::Config(format!("building the HTTP client: {error}")))?;
+        let targets = targets
+            .iter()
+            .map(|target| Endpoint::parse(target.trim_end_matches('/')).map_err(LoadError::Config))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Api {
-            client,
-            targets: targets
-                .iter()
-                .map(|target| target.trim_end_matches('/').to_owned())
-                .collect(),
+            // Idle connections are kept for every request that may be in
+            // flight, so a steady rate reuses connections instead of
+            // opening one per request.
+            client: Client {
+                idle_max: connections_max,
+                request_timeout,
+                connect_timeout: request_timeout.min(Duration::from_secs(5)),
+            },
+            targets,
             admin: bearer(admin_token)?,
             service: bearer(service_token)?,
         })
@@ -161,8 +145,7 @@ impl Api {
     }
 
     pub async fn get(&self, target: usize, path: &str, role: Role) -> Result<Answer, Failure> {
-        self.send(Method::GET, &self.url(target, path), role, None, None)
-            .await
+        self.send(target, "GET", path, role, None, None).await
     }
 
     pub async fn post(
@@ -173,67 +156,69 @@ impl Api {
         body: Option<Vec<u8>>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Failure> {
-        self.send(
-            Method::POST,
-            &self.url(target, path),
-            role,
-            body,
-            idempotency_key,
-        )
-        .await
+        self.send(target, "POST", path, role, body.as_deref(), idempotency_key)
+            .await
     }
 
     pub async fn delete(&self, target: usize, path: &str, role: Role) -> Result<Answer, Failure> {
-        self.send(Method::DELETE, &self.url(target, path), role, None, None)
-            .await
+        self.send(target, "DELETE", path, role, None, None).await
     }
 
-    /// A GET of an absolute URL (a gateway's ledger).
+    /// A GET of an absolute URL (a gateway's ledger), on a connection of
+    /// its own.
     pub async fn get_url(&self, url: &str) -> Result<Answer, Failure> {
-        self.send(Method::GET, url, Role::Anonymous, None, None)
-            .await
-    }
-
-    fn url(&self, target: usize, path: &str) -> String {
-        format!("{}{path}", self.targets[target % self.targets.len()])
+        let (authority, path) = split_url(url).map_err(|detail| Failure {
+            kind: FailureKind::Connect,
+            detail,
+        })?;
+        let endpoint =
+            Endpoint::parse(&format!("http://{authority}")).map_err(|detail| Failure {
+                kind: FailureKind::Connect,
+                detail,
+            })?;
+        let request = Request {
+            method: "GET",
+            path,
+            headers: &[],
+            body: None,
+        };
+        self.client.send(&endpoint, &request).await
     }
 
     async fn send(
         &self,
-        method: Method,
-        url: &str,
+        target: usize,
+        method: &str,
+        path: &str,
         role: Role,
-        body: Option<Vec<u8>>,
+        body: Option<&[u8]>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Failure> {
-        let mut request = self.client.request(method, url);
+        let mut headers: [(&str, &str); 3] = [("", ""); 3];
+        let mut count = 0;
+        let mut add = |name, value| {
+            headers[count] = (name, value);
+            count += 1;
+        };
         match role {
-            Role::Admin => request = request.header(AUTHORIZATION, self.admin.clone()),
-            Role::Service => request = request.header(AUTHORIZATION, self.service.clone()),
+            Role::Admin => add("authorization", self.admin.as_str()),
+            Role::Service => add("authorization", self.service.as_str()),
             Role::Anonymous => {}
         }
-        if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .body(body);
+        if body.is_some() {
+            add("content-type", "application/json");
         }
         if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
+            add("idempotency-key", key);
         }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.bytes().await?.to_vec();
-        Ok(Answer {
-            status,
-            retry_after,
+        let request = Request {
+            method,
+            path,
+            headers: &headers[..count],
             body,
-        })
+        };
+        let endpoint = &self.targets[target % self.targets.len()];
+        self.client.send(endpoint, &request).await
     }
 
     /// Reads an answer that must have one of the `expected` statuses and a

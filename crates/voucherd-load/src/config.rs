@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::LoadError;
 use crate::curve::RateCurve;
+use crate::http1::ConnectionModel;
 
 /// Users a run can hold records for; user numbers are `u32`.
 pub const USERS_MAX: u64 = 50_000_000;
@@ -111,9 +112,13 @@ pub struct Config {
     pub checkout: bool,
     /// Gateway simulators whose ledgers the verdict reads.
     pub gateways: Vec<String>,
-    /// Users whose requests may be in flight at once; an arrival past it is
-    /// counted `dropped_by_client`, never delayed.
+    /// Requests in flight at once, across users; a request past it is
+    /// counted `dropped_by_client` and never sent (nor delayed), and its
+    /// user stops there. A user waiting between requests holds nothing.
     pub in_flight_max: usize,
+    /// How users reach the targets: a bounded pool of keep-alive
+    /// connections per target, or a connection of each user's own.
+    pub connections: ConnectionModel,
     /// Retries of a request answered 429/503.
     pub retries_max: u32,
     /// The longest `Retry-After` honoured; longer ones are cut to it.
@@ -157,6 +162,7 @@ impl Config {
             checkout: true,
             gateways: Vec::new(),
             in_flight_max: 2_048,
+            connections: ConnectionModel::Pooled,
             retries_max: 3,
             retry_after_max: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),

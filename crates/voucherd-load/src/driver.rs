@@ -4,21 +4,23 @@
 //! The driver runs on a thread of its own, wakes at the next arrival's due
 //! time, starts every arrival that is due by then (each carrying its due
 //! time, so its latency counts any lateness of the driver too) and goes
-//! back to sleep; its lateness is reported as `schedule_lag`. An arrival
-//! that finds the in-flight bound full is counted `dropped_by_client` and
-//! never sent: the schedule is never slowed to fit the server.
+//! back to sleep; its lateness is reported as `schedule_lag`. Every
+//! arrival starts: the bound is on requests in flight, not on users, so a
+//! buyer waiting between order polls holds nothing. A request that finds
+//! the bound full is counted `dropped_by_client` and never sent (its user
+//! stops there): the schedule is never slowed to fit the server.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::book::UserOutcome;
 use crate::curve::Schedule;
+use crate::http1::{ConnectionModel, own_connection};
 use crate::recorder::{Operation, Recorder, micros};
 use crate::scenario::{Context, Flow, visit};
 
@@ -27,6 +29,7 @@ use crate::scenario::{Context, Flow, visit};
 pub struct Driven {
     pub scheduled: u64,
     pub started: u64,
+    /// Requests the in-flight bound refused (never sent).
     pub dropped_by_client: u64,
     /// Visits still going when the drain time ran out, then cut off.
     pub unfinished: u64,
@@ -34,42 +37,81 @@ pub struct Driven {
     pub schedule_elapsed: Duration,
 }
 
-/// Arrivals started back to back at most before the driver yields.
+/// Arrivals started back to back at most before the launcher yields.
 const LAUNCHES_BETWEEN_YIELDS: u64 = 1_024;
 
-/// What the schedule loop hands back: the visits still going, the counts,
-/// and how late each arrival started.
-type Scheduled = (JoinSet<()>, Driven, Histogram<u64>);
+/// Arrivals due by the time the schedule woke: handed to the visits'
+/// runtime in one message, so that the schedule's thread wakes that
+/// runtime once per tick rather than once per arrival.
+type Batch = Vec<(u32, Instant)>;
+
+/// What the schedule loop hands back: the counts, and how late each
+/// arrival started.
+type Scheduled = (Driven, Histogram<u64>);
 
 pub async fn drive(context: Arc<Context>, flow: Arc<Flow>, schedule: &Schedule) -> Driven {
-    let visits_runtime = Handle::current();
+    let (batches, arrivals) = mpsc::unbounded_channel();
+    let launcher = launch(context.clone(), flow, arrivals);
     // The schedule runs on a thread of its own: behind thousands of visits
     // in the runtime's queues it would start arrivals late, and every late
     // start is latency the server did not cause.
-    let on_own_thread = match spawn_schedule_thread(&context, &flow, schedule, &visits_runtime) {
-        Ok(receiver) => receiver.await.expect("the schedule thread answers"),
-        Err(_) => None,
+    let scheduled = async {
+        match spawn_schedule_thread(&context, schedule, batches.clone()) {
+            Ok(receiver) => match receiver.await.expect("the schedule thread answers") {
+                Some(scheduled) => scheduled,
+                None => run_schedule(context.clone(), schedule.clone(), batches).await,
+            },
+            Err(_) => run_schedule(context.clone(), schedule.clone(), batches).await,
+        }
     };
-    let (mut visits, mut driven, lag) = match on_own_thread {
-        Some(scheduled) => scheduled,
-        None => run_schedule(context.clone(), flow, schedule.clone(), visits_runtime).await,
-    };
+    let ((mut driven, lag), mut visits) = tokio::join!(scheduled, launcher);
     context.recorder.add_latencies(Operation::ScheduleLag, &lag);
     driven.unfinished = drain(&context, &mut visits, schedule.arrivals).await;
+    driven.dropped_by_client = context.recorder.live.dropped.load(Ordering::Relaxed);
     driven
+}
+
+/// Starts each batch's visits as tasks of the runtime it runs on, until
+/// the schedule is done; answers the visits still going.
+async fn launch(
+    context: Arc<Context>,
+    flow: Arc<Flow>,
+    mut arrivals: mpsc::UnboundedReceiver<Batch>,
+) -> JoinSet<()> {
+    let own_connections = context.config.connections == ConnectionModel::PerUser;
+    let mut visits = JoinSet::new();
+    let mut launched = 0_u64;
+    while let Some(batch) = arrivals.recv().await {
+        for (user, due) in batch {
+            let (visitor, flow) = (context.clone(), flow.clone());
+            let visit = async move { visit(&visitor, &flow, user, due).await };
+            match own_connections {
+                true => visits.spawn(own_connection(visit)),
+                false => visits.spawn(visit),
+            };
+            launched += 1;
+            if launched.is_multiple_of(LAUNCHES_BETWEEN_YIELDS) {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Finished visits are reaped as the run goes, so the set holds
+        // only the visits in flight.
+        while let Some(finished) = visits.try_join_next() {
+            note_panic(&context, finished);
+        }
+    }
+    visits
 }
 
 /// Starts the schedule on its own thread and timer; answers `None` through
 /// the channel when that thread could not make its timer.
 fn spawn_schedule_thread(
     context: &Arc<Context>,
-    flow: &Arc<Flow>,
     schedule: &Schedule,
-    visits_runtime: &Handle,
+    batches: mpsc::UnboundedSender<Batch>,
 ) -> std::io::Result<oneshot::Receiver<Option<Scheduled>>> {
     let (sender, receiver) = oneshot::channel();
-    let (context, flow) = (context.clone(), flow.clone());
-    let (schedule, visits_runtime) = (schedule.clone(), visits_runtime.clone());
+    let (context, schedule) = (context.clone(), schedule.clone());
     std::thread::Builder::new()
         .name("voucherd-load-schedule".to_owned())
         .spawn(move || {
@@ -78,23 +120,20 @@ fn spawn_schedule_thread(
                 .build();
             let scheduled = timer
                 .ok()
-                .map(|timer| timer.block_on(run_schedule(context, flow, schedule, visits_runtime)));
+                .map(|timer| timer.block_on(run_schedule(context, schedule, batches)));
             let _ = sender.send(scheduled);
         })?;
     Ok(receiver)
 }
 
-/// Starts every arrival at its due time, each visit a task on
-/// `visits_runtime`.
+/// Hands every arrival to the launcher at its due time, in batches of
+/// those due together.
 async fn run_schedule(
     context: Arc<Context>,
-    flow: Arc<Flow>,
     schedule: Schedule,
-    visits_runtime: Handle,
+    batches: mpsc::UnboundedSender<Batch>,
 ) -> Scheduled {
     let start = context.recorder.start();
-    let in_flight = Arc::new(Semaphore::new(context.config.in_flight_max));
-    let mut visits = JoinSet::new();
     let mut driven = Driven {
         scheduled: schedule.arrivals,
         started: 0,
@@ -111,39 +150,28 @@ async fn run_schedule(
             tokio::time::sleep_until(due.into()).await;
             continue;
         }
-        lag.saturating_record(micros(now - due));
-        let user = next as u32;
-        next += 1;
+        let mut batch = Batch::new();
+        while next < schedule.arrivals {
+            let due = start + schedule.due(next);
+            if due > now {
+                break;
+            }
+            lag.saturating_record(micros(now - due));
+            batch.push((next as u32, due));
+            next += 1;
+        }
+        driven.started += batch.len() as u64;
         context
             .recorder
             .live
             .arrivals
-            .fetch_add(1, Ordering::Relaxed);
-        match in_flight.clone().try_acquire_owned() {
-            Ok(permit) => {
-                driven.started += 1;
-                let (context, flow) = (context.clone(), flow.clone());
-                let visit = async move { visit(&context, &flow, user, due, permit).await };
-                visits.spawn_on(visit, &visits_runtime);
-            }
-            Err(_) => {
-                driven.dropped_by_client += 1;
-                context.book.set(user, UserOutcome::DroppedByClient);
-                context.recorder.dropped();
-            }
-        }
-        // Finished visits are reaped as the run goes, so the set holds only
-        // the visits in flight; a driver catching up on a backlog still
-        // lets other tasks run now and then.
-        while let Some(finished) = visits.try_join_next() {
-            note_panic(&context, finished);
-        }
-        if next % LAUNCHES_BETWEEN_YIELDS == 0 {
-            tokio::task::yield_now().await;
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if batches.send(batch).is_err() {
+            break;
         }
     }
     driven.schedule_elapsed = start.elapsed();
-    (visits, driven, lag)
+    (driven, lag)
 }
 
 /// Waits for the visits still going, up to the drain bound; the rest are

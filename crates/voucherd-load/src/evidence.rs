@@ -175,6 +175,11 @@ pub async fn gather(
             .repeat_omissions
             .load(std::sync::atomic::Ordering::Relaxed),
         unexpected: context.recorder.errors(),
+        dropped_by_client: context
+            .recorder
+            .live
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
         ledger,
         dashboards: Vec::new(),
         buyers: 0,

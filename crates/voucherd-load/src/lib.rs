@@ -51,6 +51,7 @@ pub mod config;
 pub mod curve;
 mod driver;
 mod evidence;
+pub mod http1;
 pub mod outcome;
 mod progress;
 pub mod recorder;
@@ -124,6 +125,7 @@ pub async fn run(config: Config) -> Result<Outcome, LoadError> {
         recorder: Recorder::new(start, scenario::primary(config.scenario)),
         book: Book::new(schedule.arrivals),
         order_polls: Semaphore::new(config.order_polls_in_flight_max),
+        requests_in_flight: Semaphore::new(config.in_flight_max),
         api,
         config,
         run_id,

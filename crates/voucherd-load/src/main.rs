@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use voucherd_load::curve::{RateCurve, parse_duration};
+use voucherd_load::http1::ConnectionModel;
 use voucherd_load::{Config, ProgressMode, ScenarioKind};
 
 #[derive(Debug, Parser)]
@@ -54,10 +55,15 @@ struct Cli {
     /// verdict reads.
     #[arg(long, value_delimiter = ',')]
     gateways: Vec<String>,
-    /// Users with a request in flight at once; an arrival past it is
-    /// counted dropped_by_client.
+    /// Requests in flight at once; a request past it is never sent,
+    /// counted dropped_by_client, and fails the run.
     #[arg(long, default_value_t = 2_048)]
     in_flight_max: usize,
+    /// pooled: a bounded pool of keep-alive connections per target (as a
+    /// load balancer presents a crowd); per-user: each user opens its own
+    /// connection for its visit (as a million browsers do).
+    #[arg(long, default_value = "pooled", value_parser = parse_connections)]
+    connections: ConnectionModel,
     /// Retries of a request answered 429/503, after its Retry-After.
     #[arg(long, default_value_t = 3)]
     retries_max: u32,
@@ -82,6 +88,14 @@ struct Cli {
     out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
+    /// Threads running the users' visits (the schedule has one more of its
+    /// own).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn parse_connections(text: &str) -> Result<ConnectionModel, String> {
+    ConnectionModel::parse(text).ok_or_else(|| format!("{text:?} is neither pooled nor per-user"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +141,7 @@ impl Cli {
         config.checkout = self.checkout;
         config.gateways = self.gateways;
         config.in_flight_max = self.in_flight_max;
+        config.connections = self.connections;
         config.retries_max = self.retries_max;
         config.retry_after_max = self.retry_after_max;
         config.request_timeout = self.request_timeout;
@@ -144,8 +159,13 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let config = Cli::parse().into_config();
+    let cli = Cli::parse();
+    let threads = cli.threads;
+    let config = cli.into_config();
+    // One worker by default: a run's visits wait on sockets, and one thread
+    // spares the server the cost of waking others.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
         .enable_all()
         .build()
         .context("starting the runtime");

@@ -54,6 +54,7 @@ pub struct ConfigRecord {
     pub checkout: bool,
     pub gateways: Vec<String>,
     pub in_flight_max: usize,
+    pub connections: &'static str,
     pub retries_max: u32,
     pub retry_after_max_seconds: f64,
     pub request_timeout_seconds: f64,
@@ -74,6 +75,7 @@ impl ConfigRecord {
             checkout: config.checkout,
             gateways: config.gateways.clone(),
             in_flight_max: config.in_flight_max,
+            connections: config.connections.as_str(),
             retries_max: config.retries_max,
             retry_after_max_seconds: config.retry_after_max.as_secs_f64(),
             request_timeout_seconds: config.request_timeout.as_secs_f64(),
@@ -311,7 +313,7 @@ impl fmt::Display for Outcome {
         let arrivals = &self.arrivals;
         writeln!(
             out,
-            "arrivals     {} scheduled, {} started, {} dropped by client, {} unfinished",
+            "arrivals     {} scheduled, {} started, {} requests dropped by the client's in-flight bound, {} unfinished",
             arrivals.scheduled, arrivals.started, arrivals.dropped_by_client, arrivals.unfinished
         )?;
         writeln!(

@@ -129,6 +129,9 @@ pub struct Evidence {
     pub repeat_omissions: u64,
     /// Answers the scenario did not expect, and failures without one.
     pub unexpected: u64,
+    /// Requests the generator's own in-flight bound refused: load the run
+    /// meant to apply and did not.
+    pub dropped_by_client: u64,
     pub ledger: Option<LedgerEvidence>,
     /// Enrollment: the buyers' dashboards read, and how many buyers there
     /// were in all.
@@ -232,6 +235,14 @@ pub fn judge(evidence: &Evidence) -> Verdict {
             ));
         }
     }
+    checks.push(Check::new(
+        "load_delivered",
+        evidence.dropped_by_client == 0,
+        format!(
+            "{} requests dropped by the client's in-flight bound (never sent)",
+            evidence.dropped_by_client
+        ),
+    ));
     checks.push(Check::new(
         "no_unexpected_answers",
         evidence.unexpected == 0,

@@ -79,11 +79,23 @@ pub struct ServeArgs {
     /// Requests served at once; past this, requests are answered 503.
     #[arg(long, default_value_t = 8_192)]
     pub requests_in_flight_max: usize,
-    /// Connections open at once; past this, a new connection is answered
-    /// 503 and closed. Each open connection holds buffers, so this bounds
-    /// memory under a crowd.
-    #[arg(long, default_value_t = 4_096)]
-    pub connections_max: usize,
+    /// Connections open at once; past this, the connections idle longest
+    /// are closed to make room, and a new connection that finds none is
+    /// answered 503. Without it, the bound is sized from the descriptors
+    /// the process may open and from `--connections-memory-mb`.
+    #[arg(long)]
+    pub connections_max: Option<usize>,
+    /// The memory all open connections may hold together, in MiB; with
+    /// the measured cost of one connection it sizes `--connections-max`.
+    #[arg(long, default_value_t = 128)]
+    pub connections_memory_mb: usize,
+    /// How long a client may take to send a request's head (and how long
+    /// an idle keep-alive connection stays open).
+    #[arg(long, default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// The listen backlog asked of the kernel (cut to net.core.somaxconn).
+    #[arg(long, default_value_t = voucherd_http::connections::LISTEN_BACKLOG)]
+    pub listen_backlog: u32,
     /// How often expired locks are swept.
     #[arg(long, default_value_t = 1_000)]
     pub sweep_period_ms: u64,

@@ -12,10 +12,10 @@ pub mod sale;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::LoadError;
-use crate::api::{Answer, Api, Failure, Role};
+use crate::api::{Answer, Api, Failure, FailureKind, Role};
 use crate::book::{Book, UserOutcome};
 use crate::config::{Config, ScenarioKind};
 use crate::recorder::{AnswerClass, Operation, Recorder};
@@ -53,6 +53,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub book: Book,
     pub order_polls: Semaphore,
+    /// The bound on requests in flight, across users.
+    pub requests_in_flight: Semaphore,
 }
 
 /// How a scenario counts an answer that is not a 429/503.
@@ -96,6 +98,9 @@ impl Attempted {
     pub fn failed_outcome(&self) -> UserOutcome {
         match &self.sent {
             Ok(answer) if answer.is_refusal() => UserOutcome::GaveUp,
+            Err(failure) if failure.kind == FailureKind::DroppedByClient => {
+                UserOutcome::DroppedByClient
+            }
             _ => UserOutcome::Failed,
         }
     }
@@ -136,7 +141,15 @@ impl Context {
         let mut due = due;
         let mut retries = 0;
         loop {
-            let sent = send().await;
+            let Some(sent) = self.send_in_bound(&send).await else {
+                return Attempted {
+                    sent: Err(Failure {
+                        kind: FailureKind::DroppedByClient,
+                        detail: "the in-flight bound was full".to_owned(),
+                    }),
+                    finished: Instant::now(),
+                };
+            };
             let judged = match &sent {
                 Ok(answer) if answer.is_refusal() => Judged {
                     class: AnswerClass::Refused,
@@ -162,6 +175,22 @@ impl Context {
             tokio::time::sleep(retry_after.min(self.config.retry_after_max)).await;
             due = Instant::now();
         }
+    }
+}
+
+impl Context {
+    /// Sends under the bound on requests in flight; `None` (and a request
+    /// counted `dropped_by_client`) when the bound is full.
+    pub async fn send_in_bound<Make, Sending>(&self, send: &Make) -> Option<Result<Answer, Failure>>
+    where
+        Make: Fn() -> Sending,
+        Sending: Future<Output = Result<Answer, Failure>>,
+    {
+        let Ok(_in_flight) = self.requests_in_flight.try_acquire() else {
+            self.recorder.dropped();
+            return None;
+        };
+        Some(send().await)
     }
 }
 
@@ -191,19 +220,11 @@ pub fn primary(scenario: ScenarioKind) -> Operation {
     }
 }
 
-/// One user's visit, from the time it was due. The permit is the user's
-/// place under the in-flight bound; a flow may give it back early (while
-/// it only waits for an order).
-pub async fn visit(
-    context: &Context,
-    flow: &Flow,
-    user: u32,
-    due: Instant,
-    permit: OwnedSemaphorePermit,
-) {
+/// One user's visit, from the time it was due.
+pub async fn visit(context: &Context, flow: &Flow, user: u32, due: Instant) {
     match flow {
         Flow::Baseline => baseline(context, user, due).await,
-        Flow::Sale { campaign_id } => sale::visit(context, campaign_id, user, due, permit).await,
+        Flow::Sale { campaign_id } => sale::visit(context, campaign_id, user, due).await,
         Flow::FirstLogin { campaign_id } => {
             coupons::first_login(context, campaign_id, user, due).await;
         }

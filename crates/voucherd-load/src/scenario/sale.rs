@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 
 use crate::LoadError;
 use crate::api::{Answer, Api, Failure, Role, to_bytes};
@@ -131,13 +131,7 @@ fn expect_status(status: u16) -> impl Fn(&Answer) -> Judged {
     }
 }
 
-pub async fn visit(
-    context: &Context,
-    campaign_id: &str,
-    user: u32,
-    due: Instant,
-    permit: OwnedSemaphorePermit,
-) {
+pub async fn visit(context: &Context, campaign_id: &str, user: u32, due: Instant) {
     let api = &context.api;
     let target = api.target_of(user);
     let user_id = context.user_id(user);
@@ -189,9 +183,6 @@ pub async fn visit(
     else {
         return;
     };
-    // Waiting for the payment is not a request in flight: the place under
-    // the bound goes to the next arrival.
-    drop(permit);
     wait_for_order(
         context,
         target,
@@ -331,7 +322,15 @@ async fn wait_for_order(
 async fn poll(context: &Context, target: usize, path: &str) -> Result<Answer, Failure> {
     let due = Instant::now();
     let _poll = context.order_polls.acquire().await;
-    let sent = context.api.get(target, path, Role::Service).await;
+    // A poll the in-flight bound refuses is counted dropped, and the buyer
+    // looks again after the next pause.
+    let sent = context
+        .send_in_bound(&|| context.api.get(target, path, Role::Service))
+        .await
+        .ok_or_else(|| Failure {
+            kind: crate::api::FailureKind::DroppedByClient,
+            detail: "the in-flight bound was full".to_owned(),
+        })?;
     let class = match &sent {
         Ok(answer) if answer.is_refusal() => AnswerClass::Refused,
         Ok(answer) if answer.status == 200 && answer.json::<OrderWire>().is_ok() => {

@@ -19,8 +19,6 @@ use serde_json::{Value, json};
 use voucherd_load::{Config, ProgressMode, ScenarioKind};
 
 const CAMPAIGN: &str = "c1";
-/// Orders answer pending to this many polls before they are decided.
-const PENDING_POLLS: u32 = 1;
 
 #[derive(Debug, Default)]
 struct Shop {
@@ -32,6 +30,9 @@ struct Shop {
     /// The rank whose first payment is declined.
     decline_rank: Option<u32>,
     capture_twice: bool,
+    /// Orders answer pending to this many polls before they are decided
+    /// (at least one).
+    pending_polls: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -156,7 +157,7 @@ async fn order(State(shop): State<Shared>, Path(order_id): Path<String>) -> Resp
     };
     order.polls += 1;
     let rank = order.rank;
-    if order.status == "pending" && order.polls > PENDING_POLLS {
+    if order.status == "pending" && order.polls > shop.pending_polls.max(1) {
         let slot = &mut shop.slots[rank as usize - 1];
         if shop
             .decline_rank
@@ -293,4 +294,29 @@ async fn a_gateway_that_captures_twice_fails_the_verdict() {
         .map(|check| check.name.as_str())
         .collect();
     assert_eq!(failed, ["gateway_ledgers"], "{outcome}");
+}
+
+/// The bound is on requests in flight, not on users: buyers waiting
+/// seconds for their orders hold no place, so arrivals behind them are
+/// all sent even though the bound is far below the buyers waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_waiting_for_its_order_holds_no_place_in_flight() {
+    let base = serve(Shop {
+        pending_polls: 4,
+        ..Shop::default()
+    })
+    .await;
+    let mut config = hot_deal(&base);
+    config.users = Some(12);
+    config.supply = Some(12);
+    config.duration = Duration::from_secs(2);
+    config.in_flight_max = 3;
+    let outcome = voucherd_load::run(config).await.unwrap();
+    assert!(outcome.verdict.passed, "{outcome}");
+    assert_eq!(outcome.arrivals.dropped_by_client, 0, "{outcome}");
+    assert_eq!(outcome.outcomes.get("paid").copied(), Some(12), "{outcome}");
+    // Each buyer waited through four pending polls (over a second and a
+    // half), so most of the twelve were waiting at once: a bound on users
+    // would have dropped arrivals.
+    assert!(outcome.answers["order"]["200"] >= 12 * 5, "{outcome}");
 }

@@ -69,6 +69,7 @@ fn sold_out_hot_deal() -> Evidence {
         repeat_mismatches: 0,
         repeat_omissions: 0,
         unexpected: 0,
+        dropped_by_client: 0,
         ledger: None,
         dashboards: Vec::new(),
         buyers: 0,

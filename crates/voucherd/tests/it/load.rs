@@ -50,22 +50,29 @@ async fn baseline_answers_every_arrival() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_arrival_past_the_in_flight_bound_is_dropped_not_delayed() {
+async fn a_request_past_the_in_flight_bound_is_dropped_not_delayed() {
     let _turn = turn().await;
     let directory = tempfile::tempdir().unwrap();
     let server = TestServer::start(directory.path(), &[]);
     let mut config = config(&server, ScenarioKind::Baseline, 2_000, 1);
     config.rate_curve = Some(RateCurve::constant(2_000.0));
     config.in_flight_max = 1;
-    let outcome = run(config).await;
+    let outcome = voucherd_load::run(config).await.expect("the run was made");
     let arrivals = outcome.arrivals;
     assert_eq!(arrivals.scheduled, 2_000);
     assert!(arrivals.dropped_by_client > 0, "{outcome}");
-    assert_eq!(arrivals.started + arrivals.dropped_by_client, 2_000);
+    // Every arrival starts; each user's one request is sent or dropped.
+    assert_eq!(arrivals.started, 2_000);
+    assert_eq!(
+        users(&outcome, "dropped_by_client") + users(&outcome, "served"),
+        2_000
+    );
     assert_eq!(
         users(&outcome, "dropped_by_client"),
         arrivals.dropped_by_client
     );
+    // A dropped request is load the run did not apply: the run fails.
+    assert!(!outcome.verdict.passed, "{outcome}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 mod burst;
 mod crash;
+mod crowd;
 mod database;
 mod load;
 mod nodes;

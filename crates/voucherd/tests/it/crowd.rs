@@ -1,0 +1,236 @@
+//! A crowd of new connections, each one user with one request, far past
+//! the node's connection and in-flight bounds; and slow clients holding
+//! every place. Every request that reaches the node gets an HTTP answer,
+//! and what the answers said is what the store holds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+
+use crate::server::TestServer;
+
+const SUPPLY: u64 = 150;
+const CROWD: usize = 1_500;
+/// The node's bounds in this test, far below the crowd.
+const CONNECTIONS_MAX: &str = "48";
+const REQUESTS_IN_FLIGHT_MAX: &str = "16";
+/// The node's peak resident memory must stay under this.
+const RSS_MAX_KIB: u64 = 300 * 1024;
+
+/// One HTTP/1.1 exchange on a connection of its own: the status, the
+/// `Retry-After` header and the body; `Err` when no answer came.
+async fn exchange_once(
+    address: &str,
+    request: &str,
+) -> Result<(u16, Option<String>, String), String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("connect: {error}"))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|error| format!("write: {error}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|error| format!("read: {error} after {} bytes", answer.len()))?;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no answer: {answer:?}"))?;
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("no status line: {head:?}"))?;
+        let retry_after = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().to_owned())
+        });
+        Ok((status, retry_after, body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(60), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 60 s".to_owned()))
+}
+
+fn request(method: &str, path: &str, token: &str, body: Option<&Value>) -> String {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: voucherd\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The node's peak resident memory, from the kernel.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in the node's status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_new_connections_past_every_bound_is_answered_every_time() {
+    let directory = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        directory.path(),
+        &[
+            "--connections-max",
+            CONNECTIONS_MAX,
+            "--requests-in-flight-max",
+            REQUESTS_IN_FLIGHT_MAX,
+        ],
+    );
+    let id = server
+        .live_campaign(json!({"name": "Crowd", "kind": "sale", "supply": SUPPLY,
+            "price": {"amount": 150_000, "currency": "THB"},
+            "tiers": [{"until_rank": 15, "discount_percent": 90}, {"until_rank": 150, "discount_percent": 50}]}))
+        .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let start = Arc::new(Barrier::new(CROWD));
+    let crowd: Vec<_> = (0..CROWD)
+        .map(|index| {
+            let (address, start) = (address.clone(), start.clone());
+            let (path, method, body) = match index % 3 {
+                0 => (format!("/v1/campaigns/{id}"), "GET", None),
+                1 => (
+                    format!("/v1/campaigns/{id}/claims"),
+                    "POST",
+                    Some(json!({"user_id": format!("crowd-{index}")})),
+                ),
+                _ => ("/healthz".to_owned(), "GET", None),
+            };
+            let request = request(method, &path, &server.service, body.as_ref());
+            tokio::spawn(async move {
+                start.wait().await;
+                (index, exchange_once(&address, &request).await)
+            })
+        })
+        .collect();
+    let mut unanswered = Vec::new();
+    let mut reserved_users = HashSet::new();
+    let mut ranks = HashSet::new();
+    let mut refused = 0;
+    for answer in crowd {
+        let (index, answered) = answer.await.unwrap();
+        let (status, retry_after, body) = match answered {
+            Ok(answer) => answer,
+            Err(failure) => {
+                unanswered.push(failure);
+                continue;
+            }
+        };
+        match (status, index % 3) {
+            (503 | 429, _) => {
+                assert!(
+                    retry_after.is_some(),
+                    "a {status} without Retry-After: {body}"
+                );
+                refused += 1;
+            }
+            (200, 0 | 2) | (410, 1) => {}
+            (201, 1) => {
+                let voucher: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(voucher["state"], "reserved", "{voucher}");
+                assert!(
+                    ranks.insert(voucher["rank"].as_u64().unwrap()),
+                    "a rank twice: {voucher}"
+                );
+                reserved_users.insert(voucher["user_id"].as_str().unwrap().to_owned());
+            }
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+    }
+    assert!(
+        unanswered.is_empty(),
+        "{} of {CROWD} connections got no HTTP answer, e.g. {:?}",
+        unanswered.len(),
+        &unanswered[..unanswered.len().min(5)]
+    );
+    // The crowd really was past the bounds, and the node said so.
+    assert!(
+        refused > 0,
+        "no request was refused: the crowd did not reach a bound"
+    );
+    // What the node acknowledged is what it holds: every 201 a reservation
+    // of that user, no other.
+    let held: HashSet<String> = server
+        .export(&id)
+        .await
+        .iter()
+        .filter(|voucher| voucher["state"] == "reserved")
+        .map(|voucher| voucher["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(held, reserved_users);
+    assert!(reserved_users.len() as u64 <= SUPPLY);
+    let peak = peak_rss_kib(server.pid());
+    assert!(peak < RSS_MAX_KIB, "peak RSS {peak} KiB");
+}
+
+/// A client that sends its request's head a byte at a time.
+async fn trickle(address: String) {
+    let Ok(mut stream) = TcpStream::connect(&address).await else {
+        return;
+    };
+    let head = b"GET /healthz HTTP/1.1\r\nhost: voucherd\r\nx-slow: ";
+    if stream.write_all(head).await.is_err() {
+        return;
+    }
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if stream.write_all(b"z").await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_past_the_connection_bound_do_not_keep_others_out() {
+    let directory = tempfile::tempdir().unwrap();
+    let server = TestServer::start(directory.path(), &["--connections-max", "24"]);
+    let id = server
+        .live_campaign(json!({"name": "Behind the slow", "kind": "coupon", "supply": 10}))
+        .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let slow: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(trickle(address.clone())))
+        .collect();
+    let claim = request(
+        "POST",
+        &format!("/v1/campaigns/{id}/claims"),
+        &server.service,
+        Some(&json!({"user_id": "behind-the-slow"})),
+    );
+    let health = request("GET", "/healthz", &server.service, None);
+    for (what, request, wanted) in [("healthz", &health, 200), ("claim", &claim, 201)] {
+        let mut statuses = Vec::new();
+        // A client honouring Retry-After, as the refusals ask.
+        for _ in 0..20 {
+            let (status, retry_after, body) = exchange_once(&address, request)
+                .await
+                .unwrap_or_else(|failure| panic!("{what}: no answer: {failure}"));
+            statuses.push(status);
+            if status == wanted {
+                break;
+            }
+            assert_eq!(status, 503, "{what}: {body}");
+            let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+        }
+        assert_eq!(statuses.last(), Some(&wanted), "{what}: {statuses:?}");
+    }
+    for client in slow {
+        client.abort();
+    }
+}
