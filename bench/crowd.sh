@@ -52,12 +52,15 @@ for rate in "${RATES[@]}"; do
       view) args=(-H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$BASE/v1/campaigns/$ID") ;;
     esac
     before=$(awk '{print $14 + $15}' "/proc/$NODE/stat")
-    taskset -c 1 h2load --h1 -t1 -c "$total" -r "$rate" -n "$total" -T 30 "${args[@]}" >"$WORK/h2load.out" 2>&1 || true
+    # h2load starts -r connections at the start of each --rate-period:
+    # a tenth of the rate every 100 ms.
+    taskset -c 1 h2load --h1 -t1 -c "$total" -r "$((rate / 10))" --rate-period 100ms -n "$total" -T 30 \
+      "${args[@]}" >"$WORK/h2load.out" 2>&1 || true
     after=$(awk '{print $14 + $15}' "/proc/$NODE/stat")
-    python3 - "$what" "$rate" "$total" "$(( (after - before) ))" "$(getconf CLK_TCK)" <"$WORK/h2load.out" <<'PY'
+    python3 - "$what" "$rate" "$total" "$(( (after - before) ))" "$(getconf CLK_TCK)" "$WORK/h2load.out" <<'PY'
 import re, sys
 what, rate, total, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-text = sys.stdin.read()
+text = open(sys.argv[6]).read()
 def grab(pattern, default="?"):
     match = re.search(pattern, text)
     return match.group(1) if match else default
