@@ -104,7 +104,7 @@ impl Api {
         targets: &[String],
         admin_token: &str,
         service_token: &str,
-        connections_max: usize,
+        pool_connections_max: usize,
         request_timeout: Duration,
     ) -> Result<Api, LoadError> {
         let bearer = |token: &str| {
@@ -118,14 +118,13 @@ impl Api {
         };
         let targets = targets
             .iter()
-            .map(|target| Endpoint::parse(target.trim_end_matches('/')).map_err(LoadError::Config))
+            .map(|target| {
+                Endpoint::parse(target.trim_end_matches('/'), pool_connections_max)
+                    .map_err(LoadError::Config)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Api {
-            // Idle connections are kept for every request that may be in
-            // flight, so a steady rate reuses connections instead of
-            // opening one per request.
             client: Client {
-                idle_max: connections_max,
                 request_timeout,
                 connect_timeout: request_timeout.min(Duration::from_secs(5)),
             },
@@ -172,7 +171,7 @@ impl Api {
             detail,
         })?;
         let endpoint =
-            Endpoint::parse(&format!("http://{authority}")).map_err(|detail| Failure {
+            Endpoint::parse(&format!("http://{authority}"), 1).map_err(|detail| Failure {
                 kind: FailureKind::Connect,
                 detail,
             })?;

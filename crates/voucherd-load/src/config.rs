@@ -119,6 +119,8 @@ pub struct Config {
     /// How users reach the targets: a bounded pool of keep-alive
     /// connections per target, or a connection of each user's own.
     pub connections: ConnectionModel,
+    /// Pooled: connections per target at most.
+    pub pool_connections_max: usize,
     /// Retries of a request answered 429/503.
     pub retries_max: u32,
     /// The longest `Retry-After` honoured; longer ones are cut to it.
@@ -163,6 +165,7 @@ impl Config {
             gateways: Vec::new(),
             in_flight_max: 2_048,
             connections: ConnectionModel::Pooled,
+            pool_connections_max: 512,
             retries_max: 3,
             retry_after_max: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
@@ -209,7 +212,10 @@ impl Config {
         if self.duration.is_zero() {
             return refuse("the duration must be above zero");
         }
-        if self.in_flight_max == 0 || self.order_polls_in_flight_max == 0 {
+        if self.in_flight_max == 0
+            || self.order_polls_in_flight_max == 0
+            || self.pool_connections_max == 0
+        {
             return refuse("the in-flight bounds must be above zero");
         }
         if self.repeat_login_percent > 100 {

@@ -8,8 +8,11 @@
 //! timer only for the whole exchange.
 //!
 //! Two connection models ([`ConnectionModel`]):
-//! - `Pooled`: a bounded pool of keep-alive connections per target, as a
-//!   load balancer in front of the nodes presents a crowd to them.
+//! - `Pooled`: at most `pool_connections_max` keep-alive connections per
+//!   target, as a load balancer's upstream pool presents a crowd to the
+//!   nodes; a request waits for one (its latency counts the wait).
+//!   Without the bound the connections grow with the requests in flight
+//!   when answers slow, and each new one costs both sides.
 //! - `PerUser`: each user's visit opens its own connection and keeps it for
 //!   its requests, as a million browsers do; the visit runs inside
 //!   [`own_connection`], and its connection closes when the visit ends.
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use crate::api::{Answer, Failure, FailureKind};
 
@@ -65,11 +69,14 @@ pub struct Endpoint {
     /// `host:port`, for the `Host` header.
     authority: String,
     idle: Mutex<Vec<(Connection, Instant)>>,
+    /// Pooled connections open or being opened, at most.
+    connections: Semaphore,
 }
 
 impl Endpoint {
-    /// `http://host:port` (a trailing path is refused: targets are nodes).
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
+    /// `http://host:port`, with at most `connections_max` pooled
+    /// connections.
+    pub fn parse(url: &str, connections_max: usize) -> Result<Endpoint, String> {
         let (authority, _) = split_url(url)?;
         let address = authority
             .to_socket_addrs()
@@ -80,6 +87,7 @@ impl Endpoint {
             address,
             authority: authority.to_owned(),
             idle: Mutex::new(Vec::new()),
+            connections: Semaphore::new(connections_max.max(1)),
         })
     }
 }
@@ -125,7 +133,6 @@ pub struct Request<'a> {
 /// The client of a run.
 #[derive(Debug)]
 pub struct Client {
-    pub idle_max: usize,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
 }
@@ -155,9 +162,22 @@ impl Client {
         request: &[u8],
         retry_stale: bool,
     ) -> Result<Answer, Failure> {
-        let (reusable, per_user) = match OWN.try_with(|own| own.borrow_mut().take()) {
-            Ok(own) => (own.filter(|own| own.address == endpoint.address), true),
-            Err(_) => (self.pooled(endpoint), false),
+        let own = OWN.try_with(|own| own.borrow_mut().take());
+        let per_user = own.is_ok();
+        // A pooled request holds one of the endpoint's connections for its
+        // exchange, waiting for one when all are busy.
+        let _pooled =
+            match per_user {
+                true => None,
+                false => {
+                    Some(endpoint.connections.acquire().await.map_err(|_| {
+                        failure(FailureKind::Connect, "the pool is closed".to_owned())
+                    })?)
+                }
+            };
+        let reusable = match own {
+            Ok(own) => own.filter(|own| own.address == endpoint.address),
+            Err(_) => self.pooled(endpoint),
         };
         let (mut connection, reused) = match reusable {
             Some(connection) => (connection, true),
@@ -201,10 +221,13 @@ impl Client {
             let _ = OWN.try_with(|own| *own.borrow_mut() = Some(connection));
             return;
         }
-        let mut idle = endpoint.idle.lock().expect("the pool's lock");
-        if idle.len() < self.idle_max {
-            idle.push((connection, Instant::now()));
-        }
+        // Never more than the bound: the connection is given back while
+        // its request still holds its place.
+        endpoint
+            .idle
+            .lock()
+            .expect("the pool's lock")
+            .push((connection, Instant::now()));
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Connection, Failure> {

@@ -202,7 +202,7 @@ async fn prepare(config: Config) -> Result<Prepared, LoadError> {
         &config.targets,
         &config.admin_token,
         &config.service_token,
-        config.in_flight_max,
+        config.pool_connections_max,
         config.request_timeout,
     )?;
     for target in 0..api.target_count() {

@@ -64,6 +64,9 @@ struct Cli {
     /// connection for its visit (as a million browsers do).
     #[arg(long, default_value = "pooled", value_parser = parse_connections)]
     connections: ConnectionModel,
+    /// pooled: connections per target at most; a request waits for one.
+    #[arg(long, default_value_t = 512)]
+    pool_connections_max: usize,
     /// Retries of a request answered 429/503, after its Retry-After.
     #[arg(long, default_value_t = 3)]
     retries_max: u32,
@@ -142,6 +145,7 @@ impl Cli {
         config.gateways = self.gateways;
         config.in_flight_max = self.in_flight_max;
         config.connections = self.connections;
+        config.pool_connections_max = self.pool_connections_max;
         config.retries_max = self.retries_max;
         config.retry_after_max = self.retry_after_max;
         config.request_timeout = self.request_timeout;
