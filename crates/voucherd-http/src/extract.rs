@@ -46,6 +46,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
+/// A query string parsed into `T`, or a `400` problem saying what is
+/// wrong (axum's own answer is plain text). Handlers call it after their
+/// role check, so a caller without the role hears `403` first.
+pub(crate) fn parse_query<T: DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Problem> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|axum::extract::Query(query)| query)
+        .map_err(|rejection| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "validation",
+                "Invalid query parameters",
+                rejection.body_text(),
+            )
+        })
+}
+
 pub(crate) async fn read_body<S: Send + Sync>(
     request: Request,
     state: &S,

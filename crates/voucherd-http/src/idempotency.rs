@@ -4,7 +4,10 @@
 //! the key is answered 409 so it is not run twice at once.
 //!
 //! Keys are scoped to the tenant and the caller, and kept for the engine's
-//! `idempotency_ttl`. Answers that say "try again" (429, 5xx) are not kept.
+//! `idempotency_ttl`. As Stripe does, only the answer of a request that
+//! was carried out is kept ([`kept_for_replay`]): a refused request (bad
+//! input, no such thing, not allowed, not now, try again) leaves its key
+//! unused, so the corrected request may use it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,8 +28,21 @@ use crate::problem::Problem;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 const KEY_LENGTH_MAX: usize = 255;
-/// Responses larger than this are not kept for replay.
+/// Responses larger than this are not kept for replay (they are answered,
+/// and a retry under the key runs again).
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
+/// The most a handler's answer is read into memory to keep it: well above
+/// any answer a route gives, a guard rather than a limit.
+const RESPONSE_READ_BYTES_MAX: usize = 64 << 20;
+
+/// Whether an answer is the outcome of the request having been carried
+/// out: a success, or a refusal the request itself decided (`409` at the
+/// user's limit, `410` sold out). Every other answer is a refusal before
+/// or instead of the work (`400`, `401`, `403`, `404`, `413`, `415`,
+/// `422`, `429`, `5xx`) and keeps no replay.
+pub fn kept_for_replay(status: StatusCode) -> bool {
+    status.is_success() || status == StatusCode::CONFLICT || status == StatusCode::GONE
+}
 
 /// The keys whose requests are running on this node.
 #[derive(Debug, Default, Clone)]
@@ -119,14 +135,23 @@ pub async fn idempotency(
     };
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let status = response.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if !kept_for_replay(status) {
         return response;
     }
     let (parts, body) = response.into_parts();
-    let Ok(body) = to_bytes(body, RESPONSE_BYTES_MAX).await else {
-        tracing::error!("a response too large to keep for its idempotency key");
+    let Ok(body) = to_bytes(body, RESPONSE_READ_BYTES_MAX).await else {
+        // The work is done; only its answer could not be read back.
+        tracing::error!("a response too large to read for its idempotency key");
         return Problem::internal().into_response();
     };
+    if body.len() > RESPONSE_BYTES_MAX {
+        // The work is done: its answer goes out, only without a replay.
+        tracing::warn!(
+            bytes = body.len(),
+            "a response too large to keep for its idempotency key"
+        );
+        return Response::from_parts(parts, Body::from(body));
+    }
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)

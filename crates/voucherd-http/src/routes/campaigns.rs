@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use voucherd_core::code::VoucherCode;
@@ -12,7 +12,7 @@ use voucherd_core::validation::{Collector, Invalid};
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::extract::{ApiJson, content_type, parse_json, read_body};
+use crate::extract::{ApiJson, content_type, parse_json, parse_query, read_body};
 use crate::problem::{Problem, ProblemBody};
 use crate::wire::{
     AddCodesBody, CampaignBody, CampaignListBody, CodesAddedBody, CreateCampaignBody,
@@ -111,7 +111,7 @@ pub async fn get(
 
 #[utoipa::path(post, path = "/v1/campaigns/{id}/codes", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id")),
-    request_body(description = "JSON `{codes, generate}`, or CSV: one code per line, an optional `code` header, the first column is the code", content(
+    request_body(description = "JSON `{codes, generate}`, or CSV (RFC 4180; CRLF, LF or CR; a UTF-8 BOM allowed): one code per row, the column named `code` in an optional header row or else the first; every row stored exactly as written or the upload refused with the row's line", content(
         (AddCodesBody = "application/json"),
         (String = "text/csv"),
     )),
@@ -141,18 +141,22 @@ pub async fn add_codes(
         ));
     }
     let bytes = read_body(request, &state).await?;
-    let body = if is_csv {
-        AddCodesBody {
-            codes: csv_codes(&bytes)?,
-            generate: 0,
-        }
+    let (codes, generate) = if is_csv {
+        let rows = csv_codes(&bytes)?;
+        let codes = parse_codes(rows.iter().map(|(_, code)| code.as_str()), |index| {
+            format!("line {}", rows[index].0)
+        })?;
+        (codes, 0)
     } else {
-        parse_json::<AddCodesBody>(&bytes)?
+        let body = parse_json::<AddCodesBody>(&bytes)?;
+        let codes = parse_codes(body.codes.iter().map(String::as_str), |index| {
+            format!("codes[{index}]")
+        })?;
+        (codes, body.generate)
     };
-    let codes = parse_codes(&body.codes)?;
     let added = state
         .engine
-        .add_codes(principal.tenant_id(), id, codes, body.generate)
+        .add_codes(principal.tenant_id(), id, codes, generate)
         .await?;
     let supply = state
         .engine
@@ -165,46 +169,80 @@ pub async fn add_codes(
     Ok(Json(CodesAddedBody::new(added, supply)))
 }
 
-/// The first column of every non-empty line, without a `code` header.
-fn csv_codes(bytes: &[u8]) -> Result<Vec<String>, Problem> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| Problem::malformed("the CSV is not UTF-8"))?;
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .peekable();
-    if lines.peek().is_some_and(|first| {
-        first
-            .split(',')
-            .next()
-            .is_some_and(|cell| cell.trim_matches('"').eq_ignore_ascii_case("code"))
-    }) {
-        lines.next();
+/// The codes of a CSV upload (RFC 4180: quoted fields, `""` for a quote;
+/// CRLF, LF or CR line ends; a UTF-8 byte order mark as Excel writes
+/// it), each with its line: the column named `code` when the first row is
+/// a header naming it, else the first column. Blank lines are skipped; a
+/// row with an unclosed quote is refused with its line, never read on to
+/// the end of the file.
+fn csv_codes(bytes: &[u8]) -> Result<Vec<(u64, String)>, Problem> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut rows = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut column = 0;
+    let mut first = true;
+    loop {
+        let start = reader.position().byte() as usize;
+        let read = reader
+            .read_byte_record(&mut record)
+            .map_err(|error| Problem::malformed(format!("the CSV cannot be read: {error}")))?;
+        if !read {
+            break;
+        }
+        let line = record.position().map_or(0, csv::Position::line);
+        let end = reader.position().byte() as usize;
+        // Quotes come in pairs in a well-formed row; an odd count is a
+        // field whose quote never closed.
+        let quotes = bytes[start..end.min(bytes.len())]
+            .iter()
+            .filter(|byte| **byte == b'"')
+            .count();
+        if quotes % 2 == 1 {
+            return Err(
+                Invalid::one(format!("line {line}"), "a quoted field is not closed").into(),
+            );
+        }
+        let cells: Vec<&str> = record
+            .iter()
+            .map(std::str::from_utf8)
+            .collect::<Result<_, _>>()
+            .map_err(|_| Problem::malformed(format!("line {line} of the CSV is not UTF-8")))?;
+        if std::mem::take(&mut first)
+            && let Some(named) = cells
+                .iter()
+                .position(|cell| cell.eq_ignore_ascii_case("code"))
+        {
+            column = named;
+            continue;
+        }
+        let Some(cell) = cells.get(column) else {
+            return Err(Invalid::one(format!("line {line}"), "the row has no code column").into());
+        };
+        rows.push((line, (*cell).to_owned()));
     }
-    Ok(lines
-        .map(|line| {
-            line.split(',')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"')
-                .to_owned()
-        })
-        .collect())
+    Ok(rows)
 }
 
-fn parse_codes(texts: &[String]) -> Result<Vec<VoucherCode>, Problem> {
+/// Parses every code; an invalid one is reported by `name` (`codes[3]`,
+/// `line 4`), and any invalid one refuses them all.
+fn parse_codes<'t>(
+    texts: impl ExactSizeIterator<Item = &'t str>,
+    name: impl Fn(usize) -> String,
+) -> Result<Vec<VoucherCode>, Problem> {
     let mut collector = Collector::default();
     let mut codes = Vec::with_capacity(texts.len());
     let mut rejected = 0_usize;
-    for (index, text) in texts.iter().enumerate() {
+    for (index, text) in texts.enumerate() {
         match VoucherCode::parse(text) {
             Ok(code) => codes.push(code),
             Err(invalid) if rejected < CODE_ERRORS_MAX => {
                 rejected += 1;
                 for error in invalid.errors {
-                    collector.reject(format!("codes[{index}]"), error.message);
+                    collector.reject(name(index), error.message);
                 }
             }
             Err(_) => rejected += 1,
@@ -292,9 +330,10 @@ pub async fn vouchers(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-    Query(query): Query<VoucherPageQuery>,
+    uri: axum::http::Uri,
 ) -> Result<Response, Problem> {
     principal.require_admin()?;
+    let query: VoucherPageQuery = parse_query(&uri)?;
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=VOUCHER_PAGE_MAX).contains(&limit) {
         return Err(

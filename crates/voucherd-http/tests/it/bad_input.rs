@@ -410,3 +410,21 @@ async fn every_invalid_field_is_reported_at_once() {
         ["kind", "name", "per_user_limit", "price.currency", "supply"]
     );
 }
+
+/// A bad query parameter is a problem document like every other error,
+/// and a caller without the role hears 403 before anything is parsed.
+#[tokio::test]
+async fn a_bad_query_is_a_problem_and_the_role_comes_first() {
+    let app = TestApp::new().await;
+    let id = app.live_campaign(coupon(3)).await;
+    let path = format!("/v1/campaigns/{id}/vouchers?limit=-1");
+    let refused = app.get(&path, &app.admin).await;
+    refused.assert_problem(StatusCode::BAD_REQUEST, "validation");
+    assert_eq!(
+        refused.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    app.get(&path, &app.service)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+}

@@ -205,3 +205,67 @@ async fn the_report_counts_by_state_and_tier_and_the_export_pages_by_rank() {
         .await
         .assert_problem(StatusCode::FORBIDDEN, "forbidden");
 }
+
+/// Each uploaded CSV, and what the campaign must hold after it: the codes
+/// exactly as written, or nothing and the line that was refused.
+#[tokio::test]
+async fn csv_uploads_store_each_row_exactly_or_refuse_it_by_line() {
+    let app = TestApp::new().await;
+    let check = async |csv: &str, stored: &[&str], refused_at: Option<&str>| {
+        let id = app
+            .create_campaign(
+                json!({"name": "CSV", "kind": "coupon", "supply": 20, "codes": {"upload": true}}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let answer = upload_csv(&app, &id, csv).await;
+        match refused_at {
+            Some(line) => {
+                answer.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+                assert!(answer.text.contains(line), "{csv:?}: {}", answer.text);
+            }
+            None => assert_eq!(answer.status, StatusCode::OK, "{csv:?}: {}", answer.text),
+        }
+        let export = app
+            .get(
+                &format!("/v1/campaigns/{id}/vouchers?limit=100"),
+                &app.admin,
+            )
+            .await;
+        let mut held: Vec<String> = export.body["vouchers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|voucher| voucher["code"].as_str().unwrap().to_owned())
+            .collect();
+        held.sort();
+        assert_eq!(held, stored, "{csv:?}");
+    };
+    // A quoted comma is part of the code; `""` is one quote.
+    let quoted: String = (0..10).map(|digit| format!("\"KQ,{digit}\"\n")).collect();
+    let all_quoted: Vec<String> = (0..10).map(|digit| format!("KQ,{digit}")).collect();
+    let all_quoted: Vec<&str> = all_quoted.iter().map(String::as_str).collect();
+    check(&quoted, &all_quoted, None).await;
+    // A UTF-8 byte order mark, CRLF, bare CR, a header naming the column.
+    check(
+        "\u{feff}code\r\nBOM-1\r\nBOM-2\r\n",
+        &["BOM-1", "BOM-2"],
+        None,
+    )
+    .await;
+    check("CR-1\rCR-2\r", &["CR-1", "CR-2"], None).await;
+    check(
+        "note,code\nfirst,COL-1\nsecond,COL-2\n",
+        &["COL-1", "COL-2"],
+        None,
+    )
+    .await;
+    // `""` inside quotes is one quote of the code.
+    check("OK-2\n\"AB\"\"4\"\n", &["AB\"4", "OK-2"], None).await;
+    // Refused by line, nothing stored: an unclosed quote, a code with a
+    // space.
+    check("OK-1\n\"QX1\n", &[], Some("line 2")).await;
+    check("OK-3\nOK-4\n\"HAS SPACE\"\n", &[], Some("line 3")).await;
+}

@@ -117,3 +117,32 @@ async fn keys_belong_to_their_caller() {
     .await
     .assert_problem(StatusCode::BAD_REQUEST, "invalid-idempotency-key");
 }
+
+/// Stripe's rule: a request refused before it was carried out keeps no
+/// answer, so the corrected request may use the same key; a request that
+/// was carried out replays.
+#[tokio::test]
+async fn a_refused_request_leaves_its_key_for_the_corrected_one() {
+    let app = TestApp::new().await;
+    let mut invalid = coupon(5);
+    invalid["kind"] = json!("raffle");
+    post_with_key(&app, "/v1/campaigns", &app.admin, "fix-me", invalid)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    // Not allowed for this role: 403, not kept either.
+    let forbidden = post_with_key(&app, "/v1/campaigns", &app.service, "fix-me", coupon(5)).await;
+    assert_eq!(
+        forbidden.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        forbidden.text
+    );
+    let corrected = post_with_key(&app, "/v1/campaigns", &app.admin, "fix-me", coupon(5)).await;
+    assert_eq!(corrected.status, StatusCode::CREATED, "{}", corrected.text);
+    let replayed = post_with_key(&app, "/v1/campaigns", &app.admin, "fix-me", coupon(5)).await;
+    assert_eq!(
+        (replayed.status, &replayed.body),
+        (StatusCode::CREATED, &corrected.body)
+    );
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+}
