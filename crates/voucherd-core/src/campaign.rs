@@ -577,6 +577,14 @@ impl CampaignDraft {
     }
 }
 
+/// Control characters other than line breaks and tabs (NUL above all)
+/// have no place in a text shown to people, and break what stores and
+/// prints it.
+fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t'))
+}
+
 fn required_text(field: &str, text: Option<&str>, length_max: usize) -> Result<String, Invalid> {
     match text.map(str::trim) {
         None | Some("") => Err(Invalid::one(field, "is required")),
@@ -584,6 +592,9 @@ fn required_text(field: &str, text: Option<&str>, length_max: usize) -> Result<S
             field,
             format!("must be at most {length_max} characters"),
         )),
+        Some(text) if has_control(text) => {
+            Err(Invalid::one(field, "must not hold control characters"))
+        }
         Some(text) => Ok(text.to_owned()),
     }
 }
@@ -594,6 +605,9 @@ fn optional_text(field: &str, text: &Option<String>, length_max: usize) -> Resul
             field,
             format!("must be at most {length_max} characters"),
         )),
+        Some(text) if has_control(text) => {
+            Err(Invalid::one(field, "must not hold control characters"))
+        }
         Some(text) => Ok(text.clone()),
         None => Ok(String::new()),
     }

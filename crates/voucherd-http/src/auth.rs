@@ -26,6 +26,8 @@ use crate::problem::Problem;
 
 /// Clocks of the token's minter and ours may disagree by this much.
 const CLOCK_SKEW_SECONDS: i64 = 30;
+/// The issuer every token voucherd mints names, and every token it accepts must.
+const ISSUER: &str = "voucherd";
 /// Longer tokens are refused outright rather than parsed.
 const TOKEN_LENGTH_MAX: usize = 4_096;
 
@@ -145,7 +147,7 @@ pub fn mint(
 ) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
-        iss: "voucherd".into(),
+        iss: ISSUER.into(),
         tenant: tenant.id.to_string(),
         role,
         sub: subject.map(ToString::to_string),
@@ -203,6 +205,9 @@ pub fn verify(
         .verify_slice(&signature)
         .map_err(|_| invalid())?;
     let now_seconds = now.as_second();
+    if claims.iss != ISSUER {
+        return Err(invalid());
+    }
     if claims.exp + CLOCK_SKEW_SECONDS <= now_seconds {
         return Err(Problem::unauthorized("the token has expired"));
     }
@@ -277,6 +282,13 @@ fn signature_text_length(token: &str) -> usize {
     token.rfind('.').map_or(0, |dot| token.len() - dot)
 }
 
+/// The token of an `Authorization` value: the scheme is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` are `Bearer`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -290,7 +302,7 @@ pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Probl
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
     else {
         return Err(Problem::unauthorized("send Authorization: Bearer <token>"));
     };

@@ -99,10 +99,25 @@ struct Guard {
 /// caller is authenticated, then a state-changing request with an
 /// `Idempotency-Key` runs under it.
 async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    if declared_too_large(&request, guard.body_bytes_max) {
+        // Refused before a byte of the body is awaited: a client that
+        // declares more than the route takes would otherwise hold its
+        // place until the request timed out.
+        return extract::too_large().into_response();
+    }
     if let Err(refused) = auth::authenticate(&guard.app, &mut request) {
         return refused.into_response();
     }
     idempotency::idempotency(&guard.app, guard.body_bytes_max, request, next).await
+}
+
+fn declared_too_large(request: &Request, body_bytes_max: usize) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|declared| declared > body_bytes_max as u64)
 }
 
 #[derive(OpenApi)]

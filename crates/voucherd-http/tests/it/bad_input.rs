@@ -90,6 +90,24 @@ async fn bad_requests_get_problems_and_change_nothing() {
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     let mut cases = vec![
         case(
+            "a NUL in a name",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"name": "Bad\u{0}name"})),
+            unprocessable,
+            "validation",
+        ),
+        case(
+            "a control character in the terms",
+            Method::POST,
+            "/v1/campaigns",
+            &admin,
+            &valid(json!({"terms": "ring \u{7} the bell"})),
+            unprocessable,
+            "validation",
+        ),
+        case(
             "malformed JSON",
             Method::POST,
             "/v1/campaigns",
@@ -427,4 +445,52 @@ async fn a_bad_query_is_a_problem_and_the_role_comes_first() {
     app.get(&path, &app.service)
         .await
         .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+/// The scheme of `Authorization` is case-insensitive; a token that names
+/// another issuer is refused though its signature is right.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_the_issuer_is_checked() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    let app = TestApp::new().await;
+    let lower = Request::builder()
+        .uri("/v1/campaigns")
+        .header(header::AUTHORIZATION, format!("bearer {}", app.admin))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(lower).await.status, StatusCode::OK);
+    let header_part = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let now = app.engine.now().as_second();
+    let claims = json!({"iss": "someone-else", "tenant": app.tenant.id.to_string(),
+        "role": "admin", "iat": now, "exp": now + 3_600});
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&app.tenant.signing_key).unwrap();
+    mac.update(format!("{header_part}.{payload}").as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let forged = format!("{header_part}.{payload}.{signature}");
+    app.get("/v1/campaigns", &forged)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// A body declared larger than the route takes is refused with 413 from
+/// its headers, before any of it is read.
+#[tokio::test]
+async fn a_declared_oversize_body_is_413_at_once() {
+    let app = TestApp::new().await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/campaigns")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.admin))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "100000000")
+        .body(Body::from("{}"))
+        .unwrap();
+    app.send(request)
+        .await
+        .assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "too-large");
+    let campaigns = app.get("/v1/campaigns", &app.admin).await;
+    assert_eq!(campaigns.body["campaigns"], json!([]));
 }
