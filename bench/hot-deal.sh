@@ -6,11 +6,12 @@
 # of each node, and how long the payments took from the first to the last.
 #
 # Usage: bench/hot-deal.sh [sqlite|postgres] [users] [seconds]
-# CPU layout: the node(s) on core 0; the generator and the simulators on
-# core 1 (PostgreSQL, the machine's own service, wherever the kernel puts
-# it). Each process's CPU time is printed at the end.
+# CPU layout (LAYOUT): `pinned` puts the node(s) on core 0 and the
+# generator and the simulators on core 1; `shared` (the default) lets the
+# kernel place every process on both cores. PostgreSQL, the machine's own
+# service, is never pinned. Each process's CPU time is printed at the end.
 # Environment: SUPPLY (20000), IN_FLIGHT_MAX (the generator's bound on
-# requests in flight, 20000: a request past it fails the run),
+# requests in flight, 100000: a request past it fails the run),
 # CONNECTIONS (pooled or per-user), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
 # of the simulated gateways; a timed-out charge hangs 30 s, then the node
 # looks it up and, when it never arrived, charges again.
@@ -36,11 +37,17 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n 20000
+case "${LAYOUT:-shared}" in
+  pinned) NODE_CPUS=(taskset -c 0); CLIENT_CPUS=(taskset -c 1) ;;
+  shared) NODE_CPUS=(); CLIENT_CPUS=() ;;
+  *) echo "LAYOUT is pinned or shared" >&2; exit 2 ;;
+esac
+echo "layout: ${LAYOUT:-shared}"
 
 GATEWAYS=()
 for index in 1 2 3; do
   port=$((19200 + index))
-  taskset -c 1 "$BIN/voucherd" gateway-sim --listen "127.0.0.1:$port" --rate 100 --latency-ms 20..200 \
+  "${CLIENT_CPUS[@]}" "$BIN/voucherd" gateway-sim --listen "127.0.0.1:$port" --rate 100 --latency-ms 20..200 \
     --decline-rate "${DECLINE_RATE:-0.02}" --timeout-rate "${TIMEOUT_RATE:-0.005}" --seed "$index" >"$WORK/gateway-$index.out" 2>&1 &
   PIDS+=($!)
   GATEWAYS+=("http://127.0.0.1:$port")
@@ -64,7 +71,7 @@ for node in $(seq 1 "$NODES"); do
   for index in 1 2 3; do
     flags+=(--gateway "name=gw$index,url=${GATEWAYS[$((index - 1))]},rate=$RATE,priority=$index")
   done
-  RUST_LOG=warn taskset -c 0 "$BIN/voucherd" serve --listen "127.0.0.1:$port" "${STORE[@]}" "${flags[@]}" \
+  RUST_LOG=warn "${NODE_CPUS[@]}" "$BIN/voucherd" serve --listen "127.0.0.1:$port" "${STORE[@]}" "${flags[@]}" \
     >"$WORK/node-$node.out" 2>"$WORK/node-$node.err" &
   NODE_PIDS+=($!)
   PIDS+=($!)
@@ -74,8 +81,8 @@ done
 eval "$(grep '^export' "$WORK/node-1.out")"
 
 START=$(date +%s.%N)
-taskset -c 1 "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
-  --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-20000}" --connections "${CONNECTIONS:-pooled}" \
+"${CLIENT_CPUS[@]}" "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
+  --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-100000}" --connections "${CONNECTIONS:-pooled}" \
   --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" &
 LOAD=$!
 PIDS+=($LOAD)

@@ -243,9 +243,13 @@ async fn drive(
         stopped.clone(),
     );
     let admin = match (&flow, context.config.scenario) {
-        (Flow::Sale { campaign_id }, ScenarioKind::Enrollment) => Some(tokio::spawn(
-            scenario::sale::admin_loop(context.clone(), campaign_id.clone(), stopped),
-        )),
+        // The admin works at a console of their own: on a connection of
+        // its own, never queued behind the crowd's pooled connections.
+        (Flow::Sale { campaign_id }, ScenarioKind::Enrollment) => {
+            Some(tokio::spawn(http1::own_connection(
+                scenario::sale::admin_loop(context.clone(), campaign_id.clone(), stopped),
+            )))
+        }
         _ => None,
     };
     let driven = driver::drive(context.clone(), Arc::new(flow), schedule).await;
