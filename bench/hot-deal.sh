@@ -12,7 +12,8 @@
 # service, is never pinned. Each process's CPU time is printed at the end.
 # Environment: SUPPLY (20000), IN_FLIGHT_MAX (the generator's bound on
 # requests in flight, 100000: a request past it fails the run),
-# CONNECTIONS (pooled or per-user), DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
+# CONNECTIONS (pooled or per-user), POOL_CONNECTIONS_MAX (512 per node),
+# DECLINE_RATE (0.02) and TIMEOUT_RATE (0.005)
 # of the simulated gateways; a timed-out charge hangs 30 s, then the node
 # looks it up and, when it never arrived, charges again.
 # Needs: PostgreSQL at 127.0.0.1:5432 for the postgres run.
@@ -83,6 +84,7 @@ eval "$(grep '^export' "$WORK/node-1.out")"
 START=$(date +%s.%N)
 "${CLIENT_CPUS[@]}" "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \
   --supply "$SUPPLY" --in-flight-max "${IN_FLIGHT_MAX:-100000}" --connections "${CONNECTIONS:-pooled}" \
+  --pool-connections-max "${POOL_CONNECTIONS_MAX:-512}" \
   --gateways "$(IFS=,; echo "${GATEWAYS[*]}")" --progress off --out "$OUT" &
 LOAD=$!
 PIDS+=($LOAD)

@@ -27,7 +27,7 @@ use crate::problem::Problem;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-const KEY_LENGTH_MAX: usize = 255;
+pub const KEY_LENGTH_MAX: usize = 255;
 /// Responses larger than this are not kept for replay (they are answered,
 /// and a retry under the key runs again).
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
@@ -93,7 +93,13 @@ pub async fn idempotency(
         return next.run(request).await;
     };
     let key = match key.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= KEY_LENGTH_MAX => key.to_owned(),
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= KEY_LENGTH_MAX
+                && key.bytes().all(|byte| byte.is_ascii_graphic()) =>
+        {
+            key.to_owned()
+        }
         _ => {
             return Problem::new(
                 StatusCode::BAD_REQUEST,

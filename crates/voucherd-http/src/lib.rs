@@ -7,12 +7,14 @@
 //!   `Idempotency-Key`; [`problem`] is the one error type, RFC 9457 on the
 //!   wire; [`extract`] turns bad bodies into problems.
 //!
-//! The OpenAPI document is collected from the handlers' own annotations as
-//! the routes are registered, so it cannot list a route that does not exist
-//! or miss one that does.
+//! The OpenAPI document ([`document`]) is collected from the handlers' own
+//! annotations as the routes are registered, so it cannot list a route
+//! that does not exist or miss one that does; what the layers in front of
+//! the handlers answer is added to every operation.
 
 pub mod auth;
 pub mod connections;
+mod document;
 pub mod extract;
 pub mod idempotency;
 pub mod observe;
@@ -32,8 +34,7 @@ use axum::routing::get;
 use axum::{BoxError, Router};
 use prometheus_client::registry::Registry;
 use tower::ServiceBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use voucherd_engine::Engine;
@@ -120,44 +121,9 @@ fn declared_too_large(request: &Request, body_bytes_max: usize) -> bool {
         .is_some_and(|declared| declared > body_bytes_max as u64)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "voucherd",
-        description = "A burst-proof voucher and coupon engine. Errors are RFC 9457 problem documents whose `type` ends in the case name. State-changing POSTs accept `Idempotency-Key`.",
-    ),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "campaigns", description = "Campaign administration and reads"),
-        (name = "claims", description = "Claims and login events"),
-        (name = "vouchers", description = "A user's vouchers; lock, unlock, redeem"),
-        (name = "payments", description = "Checkout of sale reservations, and orders"),
-        (name = "operations", description = "Health, readiness, metrics"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// The `/v1` routes that take ordinary bodies.
 fn v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(campaigns::create, campaigns::list))
         .routes(routes!(campaigns::live))
         .routes(routes!(campaigns::get))
         .routes(routes!(campaigns::publish))
@@ -176,9 +142,13 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::order))
 }
 
-/// The `/v1` routes that take large uploads.
+/// The `/v1` routes that take large bodies: code uploads, and campaigns,
+/// whose texts (terms up to 50,000 characters) may pass the ordinary
+/// limit, so that a text too long is told so (422) rather than 413.
 fn upload_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(campaigns::add_codes))
+    OpenApiRouter::new()
+        .routes(routes!(campaigns::add_codes))
+        .routes(routes!(campaigns::create, campaigns::list))
 }
 
 fn operation_routes() -> OpenApiRouter<AppState> {
@@ -191,10 +161,11 @@ fn operation_routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document, collected from the same route lists the router
 /// serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut document = ApiDoc::openapi();
+    let mut document = document::ApiDoc::openapi();
     for part in [v1_routes(), upload_routes(), operation_routes()] {
         document.merge(part.split_for_parts().1);
     }
+    utoipa::Modify::modify(&document::Answers, &mut document);
     document
 }
 

@@ -64,30 +64,44 @@ pub struct CodesSpecBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCampaignBody {
+    #[schema(required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(max_length = 500)]
     pub message: Option<String>,
+    #[schema(max_length = 10_000)]
     pub description: Option<String>,
+    #[schema(max_length = 50_000)]
     pub terms: Option<String>,
     /// `coupon` (a claim issues at once) or `sale` (a claim reserves).
+    #[schema(required = true)]
     pub kind: Option<String>,
     /// How many vouchers; `null` for unlimited.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, nullable)]
+    #[schema(value_type = Option<i64>, nullable, required = true, minimum = 1, maximum = 5_000_000)]
     pub supply: Option<Option<i64>>,
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
+    #[schema(format = DateTime)]
     pub voucher_expires_at: Option<String>,
     /// ISO 8601 duration after issue, e.g. `P30D`.
     pub voucher_valid_for: Option<String>,
     pub price: Option<MoneyBody>,
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub tiers: Vec<TierBody>,
+    #[schema(minimum = 1, maximum = 100)]
     pub per_user_limit: Option<i64>,
+    #[schema(min_length = 1, max_length = 64)]
     pub daily_limit_group: Option<String>,
     /// `claim` or `first_login`.
     pub trigger: Option<String>,
+    #[schema(minimum = 10, maximum = 86_400)]
     pub reservation_ttl_seconds: Option<i64>,
+    #[schema(minimum = 10, maximum = 86_400)]
     pub lock_ttl_seconds: Option<i64>,
+    #[schema(minimum = 1, maximum = 1_000)]
     pub redemptions_max: Option<i64>,
     pub codes: Option<CodesSpecBody>,
 }
@@ -346,10 +360,13 @@ impl From<&VoucherRecord> for ExportedVoucherBody {
 #[into_params(parameter_in = Query)]
 pub struct VoucherPageQuery {
     /// Vouchers with a rank above this; 0 for the first page.
+    #[param(minimum = 0, maximum = 2_147_483_647)]
     pub after_rank: Option<u32>,
     /// Page size, at most 10,000.
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<u32>,
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -357,6 +374,8 @@ pub struct VoucherPageQuery {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
+    /// At most 128 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub user_id: Option<String>,
 }
 

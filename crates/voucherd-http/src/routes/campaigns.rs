@@ -113,7 +113,7 @@ pub async fn get(
     params(("id" = String, Path, description = "Campaign id")),
     request_body(description = "JSON `{codes, generate}`, or CSV (RFC 4180; CRLF, LF or CR; a UTF-8 BOM allowed): one code per row, the column named `code` in an optional header row or else the first; every row stored exactly as written or the upload refused with the row's line", content(
         (AddCodesBody = "application/json"),
-        (String = "text/csv"),
+        (serde_json::Value = "text/csv"),
     )),
     responses(
         (status = 200, description = "Codes added; duplicates reported, never merged", body = CodesAddedBody),
@@ -322,8 +322,9 @@ pub async fn report(
     params(("id" = String, Path, description = "Campaign id"), VoucherPageQuery),
     responses(
         (status = 200, description = "A page of vouchers in rank order (JSON, or CSV with format=csv)",
-            body = VoucherPageBody),
+            content((VoucherPageBody = "application/json"), (String = "text/csv"))),
         (status = 404, body = ProblemBody),
+        (status = 422, description = "limit out of 1 to 10,000, or a format other than json or csv", body = ProblemBody),
     ),
     security(("bearer" = [])))]
 pub async fn vouchers(
@@ -334,6 +335,10 @@ pub async fn vouchers(
 ) -> Result<Response, Problem> {
     principal.require_admin()?;
     let query: VoucherPageQuery = parse_query(&uri)?;
+    let after_rank = query.after_rank.unwrap_or(0);
+    if after_rank > i32::MAX as u32 {
+        return Err(Invalid::one("after_rank", "must be at most 2147483647").into());
+    }
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=VOUCHER_PAGE_MAX).contains(&limit) {
         return Err(
@@ -342,12 +347,7 @@ pub async fn vouchers(
     }
     let vouchers = state
         .engine
-        .vouchers_page(
-            principal.tenant_id(),
-            campaign_id(&id)?,
-            query.after_rank.unwrap_or(0),
-            limit,
-        )
+        .vouchers_page(principal.tenant_id(), campaign_id(&id)?, after_rank, limit)
         .await?;
     let next_after_rank = (vouchers.len() == limit as usize)
         .then(|| vouchers.last().map(|voucher| voucher.rank))

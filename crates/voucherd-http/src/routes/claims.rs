@@ -51,7 +51,7 @@ pub(crate) fn refusal_problem(refusal: Refusal) -> Problem {
 
 #[utoipa::path(post, path = "/v1/campaigns/{id}/claims", tag = "claims",
     params(("id" = String, Path, description = "Campaign id")),
-    request_body(content = UserBody, description = "`user_id` for a service token; empty for a customer token"),
+    request_body(content = Option<UserBody>, description = "`user_id` for a service token; empty for a customer token"),
     responses(
         (status = 201, description = "A new voucher (reserved, for a sale)", body = VoucherBody),
         (status = 200, description = "The user already holds their limit: their voucher", body = VoucherBody),
@@ -94,7 +94,7 @@ pub async fn claim(
 
 #[utoipa::path(post, path = "/v1/events/login", tag = "claims",
     description = "A user logged in: grants every first_login campaign of the tenant that is live, while supply lasts, at most once per user.",
-    request_body(content = UserBody, description = "`user_id` for a service token; empty for a customer token"),
+    request_body(content = Option<UserBody>, description = "`user_id` for a service token; empty for a customer token"),
     responses(
         (status = 200, body = LoginBody),
         (status = 503, description = "Overloaded: retry after Retry-After", body = ProblemBody),

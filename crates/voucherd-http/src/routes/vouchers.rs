@@ -20,6 +20,7 @@ use crate::wire::{VoucherBody, VoucherListBody};
     responses(
         (status = 200, description = "The user's vouchers, oldest first", body = VoucherListBody),
         (status = 403, description = "A customer asking for someone else's", body = ProblemBody),
+        (status = 422, description = "A user id longer than 128 bytes or with control characters", body = ProblemBody),
     ),
     security(("bearer" = [])))]
 pub async fn of_user(
