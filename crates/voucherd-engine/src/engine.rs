@@ -606,11 +606,6 @@ impl Engine {
             .await?)
     }
 
-    /// The spec of a campaign the caller already holds a voucher of.
-    pub fn campaign_spec(&self, id: CampaignId) -> Option<CampaignView> {
-        self.campaigns.get(id).map(|entry| entry.view())
-    }
-
     pub async fn report(&self, tenant_id: TenantId, id: CampaignId) -> Result<Report, EngineError> {
         let entry = self.known_entry(tenant_id, id).await?;
         let ranges = tier_ranges(entry.spec());

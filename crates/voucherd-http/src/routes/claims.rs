@@ -122,9 +122,11 @@ pub async fn login(
             ClaimAnswer::AlreadyHeld(voucher) => (&mut login.held, voucher),
             ClaimAnswer::Refused(_) => continue,
         };
-        if let Some(view) = state.engine.campaign_spec(voucher.campaign_id) {
-            list.push(VoucherBody::new(&voucher, &view.record.spec, now));
-        }
+        let view = state
+            .engine
+            .campaign(principal.tenant_id(), voucher.campaign_id)
+            .await?;
+        list.push(VoucherBody::new(&voucher, &view.record.spec, now));
     }
     Ok(Json(login))
 }

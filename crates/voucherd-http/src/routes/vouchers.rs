@@ -35,14 +35,17 @@ pub async fn of_user(
         .vouchers_of_user(principal.tenant_id(), &user_id)
         .await?;
     let now = state.engine.now();
-    let vouchers = vouchers
-        .iter()
-        .filter_map(|voucher| {
-            let view = state.engine.campaign_spec(voucher.campaign_id)?;
-            Some(VoucherBody::new(voucher, &view.record.spec, now))
-        })
-        .collect();
-    Ok(Json(VoucherListBody { vouchers }))
+    let mut bodies = Vec::with_capacity(vouchers.len());
+    for voucher in &vouchers {
+        // A campaign another node created since this node's last refresh
+        // is read from the store: the user's voucher is theirs at once.
+        let view = state
+            .engine
+            .campaign(principal.tenant_id(), voucher.campaign_id)
+            .await?;
+        bodies.push(VoucherBody::new(voucher, &view.record.spec, now));
+    }
+    Ok(Json(VoucherListBody { vouchers: bodies }))
 }
 
 fn refusal_problem(refusal: VoucherRefusal) -> Problem {
@@ -100,10 +103,12 @@ async fn act(
     };
     match state.engine.act_on_voucher(&target, action).await? {
         VoucherOutcome::Done(voucher) => {
+            // The action is committed: its answer must not say otherwise
+            // because this node has not seen the campaign yet.
             let view = state
                 .engine
-                .campaign_spec(voucher.campaign_id)
-                .ok_or_else(|| Problem::not_found("campaign"))?;
+                .campaign(principal.tenant_id(), voucher.campaign_id)
+                .await?;
             Ok(Json(VoucherBody::new(
                 &voucher,
                 &view.record.spec,

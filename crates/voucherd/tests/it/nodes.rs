@@ -330,3 +330,59 @@ async fn a_database_restart_is_answered_503_and_the_nodes_recover_by_themselves(
         "sold out exactly: nothing lost, nothing oversold"
     );
 }
+
+/// Behind a load balancer a user's next request lands on any node: a
+/// campaign created on one node, claimed on a second, is redeemed on a
+/// third and listed on a fourth at once, though neither has refreshed
+/// (a refresh period of a minute keeps them from learning it that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_node_is_answered_right_on_every_other_at_once() {
+    let database = TestDatabase::create(&server_url()).await;
+    let directory = tempfile::tempdir().unwrap();
+    let nodes: Vec<TestServer> = (0..4)
+        .map(|_| {
+            TestServer::start(
+                directory.path(),
+                &[
+                    "--database-url",
+                    &database.url,
+                    "--refresh-period-ms",
+                    "60000",
+                ],
+            )
+        })
+        .collect();
+    let id = nodes[0]
+        .live_campaign(json!({"name": "Any node", "kind": "coupon", "supply": 5}))
+        .await;
+    let (status, claimed) = nodes[1]
+        .post(
+            &format!("/v1/campaigns/{id}/claims"),
+            &nodes[1].service,
+            json!({"user_id": "roaming"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{claimed}");
+    let code = claimed["code"].as_str().unwrap();
+    let (status, redeemed) = nodes[2]
+        .post(
+            &format!("/v1/vouchers/{code}/redeem"),
+            &nodes[2].service,
+            json!({"user_id": "roaming"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a committed redeem answered {status}: {redeemed}"
+    );
+    assert_eq!(redeemed["state"], "redeemed", "{redeemed}");
+    let (status, listed) = nodes[3]
+        .get("/v1/users/roaming/vouchers", &nodes[3].service)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let vouchers = listed["vouchers"].as_array().unwrap();
+    assert_eq!(vouchers.len(), 1, "{listed}");
+    assert_eq!(vouchers[0]["code"], code);
+    assert_eq!(vouchers[0]["state"], "redeemed");
+}
