@@ -20,6 +20,17 @@ pub struct Burst {
 /// Sends `claims` claims from distinct users, `connections` at a time,
 /// keeping every 201 body. Errors (the server is gone) are not answers.
 pub fn start_burst(server: &TestServer, id: &str, claims: usize, connections: usize) -> Burst {
+    start_burst_of(server, id, "crash-user", claims, connections)
+}
+
+/// [`start_burst`] with users named `{prefix}-{index}`.
+pub fn start_burst_of(
+    server: &TestServer,
+    id: &str,
+    prefix: &str,
+    claims: usize,
+    connections: usize,
+) -> Burst {
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let (counter, count) = watch::channel(0);
     let counter = Arc::new(counter);
@@ -30,12 +41,13 @@ pub fn start_burst(server: &TestServer, id: &str, claims: usize, connections: us
             let (client, url, token) = (server.client.clone(), url.clone(), server.service.clone());
             let (acknowledged, counter, gate) =
                 (acknowledged.clone(), counter.clone(), gate.clone());
+            let user = format!("{prefix}-{index}");
             tokio::spawn(async move {
                 let _connection = gate.acquire().await.unwrap();
                 let sent = client
                     .post(&url)
                     .bearer_auth(token)
-                    .json(&json!({"user_id": format!("crash-user-{index}")}))
+                    .json(&json!({"user_id": user}))
                     .send()
                     .await;
                 let Ok(response) = sent else { return };
