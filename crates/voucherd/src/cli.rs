@@ -157,8 +157,8 @@ pub struct TokenArgs {
     /// The tenant id; the development tenant when left out.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// How long the token is valid.
-    #[arg(long, default_value_t = 720)]
+    /// How long the token is valid, 1 to 8,760 hours (a year).
+    #[arg(long, default_value_t = 720, value_parser = clap::value_parser!(i64).range(1..=8_760))]
     pub ttl_hours: i64,
 }
 

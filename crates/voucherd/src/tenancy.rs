@@ -90,7 +90,7 @@ pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
     if args.role == RoleArg::Customer && user.is_none() {
         bail!("--role customer needs --user");
     }
-    let ttl = SignedDuration::from_hours(args.ttl_hours.max(1));
+    let ttl = SignedDuration::from_hours(args.ttl_hours);
     println!(
         "{}",
         mint(
