@@ -49,6 +49,29 @@ async fn baseline_answers_every_arrival() {
     assert_eq!(outcome.latency_ms["schedule_lag"].count, 600);
 }
 
+/// Each user on a connection of its own (a million browsers): a Hot Deal
+/// visit's view, claim, checkout and order polls all go on the one
+/// connection the user opened, and every request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_connections_of_their_own_are_each_answered() {
+    let _turn = turn().await;
+    let directory = tempfile::tempdir().unwrap();
+    let server = TestServer::start(directory.path(), &[]);
+    let mut config = config(&server, ScenarioKind::HotDeal, 400, 2);
+    config.supply = Some(50);
+    config.checkout = false;
+    config.connections = voucherd_load::http1::ConnectionModel::PerUser;
+    let outcome = run(config).await;
+    assert_eq!(outcome.arrivals.dropped_by_client, 0, "{outcome}");
+    assert_eq!(
+        users(&outcome, "claimed") + users(&outcome, "sold_out"),
+        400,
+        "{outcome}"
+    );
+    assert_eq!(users(&outcome, "claimed"), 50, "{outcome}");
+    assert_eq!(outcome.config.connections, "per-user");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_the_in_flight_bound_is_dropped_not_delayed() {
     let _turn = turn().await;
