@@ -146,3 +146,51 @@ async fn a_refused_request_leaves_its_key_for_the_corrected_one() {
     );
     assert_eq!(replayed.headers["idempotent-replayed"], "true");
 }
+
+/// An upload whose duplicate report is larger than a replay may keep is
+/// still answered with what it did, never a 500 after its codes were
+/// stored; the campaign then holds what the answer says.
+#[tokio::test]
+async fn a_committed_upload_too_large_to_replay_is_answered_not_failed() {
+    let app = TestApp::new().await;
+    let id = app
+        .create_campaign(json!({"name": "Big book", "kind": "coupon", "supply": 100_000, "codes": {"upload": true}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let codes = format!("/v1/campaigns/{id}/codes");
+    let first: Vec<String> = (0..50_000)
+        .map(|index| format!("BIG-BOOK-CODE-{index:08}"))
+        .collect();
+    let stored = app.post(&codes, &app.admin, json!({"codes": first})).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text);
+    // 50,000 new codes and the 50,000 already stored, reported one by one:
+    // an answer well over a MiB.
+    let again: Vec<String> = (0..100_000)
+        .map(|index| format!("BIG-BOOK-CODE-{index:08}"))
+        .collect();
+    let answer = post_with_key(
+        &app,
+        &codes,
+        &app.admin,
+        "big-upload",
+        json!({"codes": again}),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "{}",
+        &answer.text[..answer.text.len().min(300)]
+    );
+    assert!(
+        answer.text.len() > 1 << 20,
+        "the answer is past the replay's limit: {} bytes, {}",
+        answer.text.len(),
+        &answer.text[..answer.text.len().min(200)]
+    );
+    assert_eq!(answer.body["added"], 50_000);
+    assert_eq!(answer.body["count"], 100_000);
+    assert_eq!(answer.body["duplicates"].as_array().unwrap().len(), 50_000);
+}
