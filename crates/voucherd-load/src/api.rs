@@ -84,6 +84,13 @@ impl FailureKind {
     }
 }
 
+impl Failure {
+    /// Never sent: the generator's own in-flight bound was full.
+    pub fn is_dropped_by_client(&self) -> bool {
+        self.kind == FailureKind::DroppedByClient
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}: {}", self.kind.as_str(), self.detail)

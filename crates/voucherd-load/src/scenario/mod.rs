@@ -98,9 +98,7 @@ impl Attempted {
     pub fn failed_outcome(&self) -> UserOutcome {
         match &self.sent {
             Ok(answer) if answer.is_refusal() => UserOutcome::GaveUp,
-            Err(failure) if failure.kind == FailureKind::DroppedByClient => {
-                UserOutcome::DroppedByClient
-            }
+            Err(failure) if failure.is_dropped_by_client() => UserOutcome::DroppedByClient,
             _ => UserOutcome::Failed,
         }
     }
@@ -141,15 +139,13 @@ impl Context {
         let mut due = due;
         let mut retries = 0;
         loop {
-            let Some(sent) = self.send_in_bound(&send).await else {
+            let sent = self.send_in_bound(&send).await;
+            if sent.as_ref().is_err_and(Failure::is_dropped_by_client) {
                 return Attempted {
-                    sent: Err(Failure {
-                        kind: FailureKind::DroppedByClient,
-                        detail: "the in-flight bound was full".to_owned(),
-                    }),
+                    sent,
                     finished: Instant::now(),
                 };
-            };
+            }
             let judged = match &sent {
                 Ok(answer) if answer.is_refusal() => Judged {
                     class: AnswerClass::Refused,
@@ -179,18 +175,22 @@ impl Context {
 }
 
 impl Context {
-    /// Sends under the bound on requests in flight; `None` (and a request
-    /// counted `dropped_by_client`) when the bound is full.
-    pub async fn send_in_bound<Make, Sending>(&self, send: &Make) -> Option<Result<Answer, Failure>>
+    /// Sends under the bound on requests in flight; when the bound is full
+    /// the request is never sent, counted `dropped_by_client`, and
+    /// answered with that failure (which no caller records as a request).
+    pub async fn send_in_bound<Make, Sending>(&self, send: &Make) -> Result<Answer, Failure>
     where
         Make: Fn() -> Sending,
         Sending: Future<Output = Result<Answer, Failure>>,
     {
         let Ok(_in_flight) = self.requests_in_flight.try_acquire() else {
             self.recorder.dropped();
-            return None;
+            return Err(Failure {
+                kind: FailureKind::DroppedByClient,
+                detail: "the in-flight bound was full".to_owned(),
+            });
         };
-        Some(send().await)
+        send().await
     }
 }
 

@@ -326,11 +326,10 @@ async fn poll(context: &Context, target: usize, path: &str) -> Result<Answer, Fa
     // looks again after the next pause.
     let sent = context
         .send_in_bound(&|| context.api.get(target, path, Role::Service))
-        .await
-        .ok_or_else(|| Failure {
-            kind: crate::api::FailureKind::DroppedByClient,
-            detail: "the in-flight bound was full".to_owned(),
-        })?;
+        .await;
+    if sent.as_ref().is_err_and(Failure::is_dropped_by_client) {
+        return sent;
+    }
     let class = match &sent {
         Ok(answer) if answer.is_refusal() => AnswerClass::Refused,
         Ok(answer) if answer.status == 200 && answer.json::<OrderWire>().is_ok() => {
