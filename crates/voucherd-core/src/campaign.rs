@@ -681,14 +681,35 @@ fn optional_timestamp(field: &str, text: &Option<String>) -> Result<Option<Times
         .transpose()
 }
 
-/// Parses an RFC 3339 timestamp with an explicit offset.
+/// Parses an RFC 3339 timestamp with an explicit offset. A well-formed
+/// time past the last instant the engine can hold (9999-12-30T22:00:00Z,
+/// where "9999-12-31T23:59:59Z" meaning "never" lands) is refused with
+/// that bound named, not as malformed.
 pub fn parse_timestamp(field: &str, text: &str) -> Result<Timestamp, Invalid> {
     text.parse::<Timestamp>().map_err(|_| {
-        Invalid::one(
-            field,
-            "must be an RFC 3339 time with an offset, e.g. 2026-12-01T12:00:00Z",
-        )
+        let well_formed = jiff::fmt::temporal::DateTimeParser::new()
+            .parse_pieces(text)
+            .is_ok_and(|pieces| pieces.offset().is_some() && pieces.time().is_some());
+        if well_formed {
+            Invalid::one(
+                field,
+                format!(
+                    "must be between {} and {}",
+                    whole_second(Timestamp::MIN.as_second() + 1),
+                    whole_second(Timestamp::MAX.as_second()),
+                ),
+            )
+        } else {
+            Invalid::one(
+                field,
+                "must be an RFC 3339 time with an offset, e.g. 2026-12-01T12:00:00Z",
+            )
+        }
     })
+}
+
+fn whole_second(second: i64) -> Timestamp {
+    Timestamp::from_second(second).expect("a second inside jiff's range")
 }
 
 /// Parses how long a voucher stays valid after issue: an ISO 8601 duration
@@ -714,6 +735,18 @@ fn parse_validity(text: &str) -> Result<SignedDuration, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_past_the_last_instant_is_refused_with_the_bound_named() {
+        let far = parse_timestamp("ends_at", "9999-12-31T23:59:59Z").unwrap_err();
+        let message = format!("{far:?}");
+        assert!(message.contains("9999-12-30T22:00:00Z"), "{message}");
+        let malformed = parse_timestamp("ends_at", "2026-12-01 noon").unwrap_err();
+        assert!(format!("{malformed:?}").contains("RFC 3339"));
+        let last = parse_timestamp("ends_at", "9999-12-30T22:00:00Z").unwrap();
+        assert_eq!(last.as_second(), Timestamp::MAX.as_second());
+        assert!(parse_timestamp("ends_at", "2026-12-01T19:00:00+07:00").is_ok());
+    }
 
     fn hot_deal() -> CampaignDraft {
         CampaignDraft {

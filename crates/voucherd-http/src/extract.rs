@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
+use voucherd_core::validation::Invalid;
 
 use crate::problem::Problem;
 
@@ -111,15 +112,31 @@ fn require_json(request: &Request) -> Result<(), Problem> {
 }
 
 /// Parses JSON: a syntax error (including bytes that are not UTF-8) is
-/// malformed, a well-formed body of the wrong shape is invalid.
+/// malformed, a well-formed body of the wrong shape is invalid, with the
+/// field it is wrong at named (`tiers[0].until_rank`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => Problem::new(
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        json_problem(error.into_inner(), Some(field).filter(|field| field != "."))
+    })?;
+    deserializer
+        .end()
+        .map_err(|trailing| json_problem(trailing, None))?;
+    Ok(value)
+}
+
+fn json_problem(error: serde_json::Error, field: Option<String>) -> Problem {
+    match (error.classify(), field) {
+        (serde_json::error::Category::Data, Some(field)) => {
+            Problem::validation(Invalid::one(field, error.to_string()))
+        }
+        (serde_json::error::Category::Data, None) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation",
             "The request is invalid",
             error.to_string(),
         ),
         _ => Problem::malformed(error.to_string()),
-    })
+    }
 }

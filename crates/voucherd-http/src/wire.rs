@@ -1,7 +1,7 @@
 //! The JSON shapes of the API and their conversions from the engine's
 //! types. Nothing below the HTTP layer knows about these.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignDraft, CampaignSpec, CodeSource, VoucherExpiry};
@@ -19,16 +19,84 @@ fn optional_time(timestamp: Option<Timestamp>) -> Option<String> {
     timestamp.map(time)
 }
 
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
+/// Integers in request bodies: JSON has one number type, and `100.0` is
+/// the integer 100 to every JSON Schema validator, so a number with no
+/// fractional part is taken as its integer; `100.5` is refused.
+mod whole {
+    use serde::de::{Error, Unexpected, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    /// An integer that may be written with a zero fraction.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Whole(pub i64);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Whole, D::Error> {
+            deserializer.deserialize_any(WholeVisitor)
+        }
+    }
+
+    struct WholeVisitor;
+
+    impl Visitor<'_> for WholeVisitor {
+        type Value = Whole;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a whole number")
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<Whole, E> {
+            Ok(Whole(value))
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<Whole, E> {
+            i64::try_from(value)
+                .map(Whole)
+                .map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<Whole, E> {
+            // 2^63 is exactly representable; anything at or past it is not an i64.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            if value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value) {
+                Ok(Whole(value as i64))
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        Whole::deserialize(deserializer).map(|whole| whole.0)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Option::<Whole>::deserialize(deserializer).map(|whole| whole.map(|whole| whole.0))
+    }
+
+    /// Tells a field given as `null` (`Some(None)`) from one left out
+    /// (`None`, with `#[serde(default)]`).
+    pub fn nullable<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<i64>>, D::Error> {
+        optional(deserializer).map(Some)
+    }
+
+    pub fn unsigned<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        let value = required(deserializer)?;
+        u32::try_from(value).map_err(|_| {
+            D::Error::invalid_value(
+                Unexpected::Signed(value),
+                &"a whole number from 0 to 4294967295",
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoneyBody {
     /// Integer minor units (satang, cents).
+    #[serde(deserialize_with = "whole::required")]
     pub amount: i64,
     /// ISO 4217 code.
     pub currency: String,
@@ -46,7 +114,9 @@ impl From<Money> for MoneyBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TierBody {
     /// The last rank (inclusive) this tier's discount applies to.
+    #[serde(deserialize_with = "whole::required")]
     pub until_rank: i64,
+    #[serde(deserialize_with = "whole::required")]
     pub discount_percent: i64,
 }
 
@@ -76,7 +146,7 @@ pub struct CreateCampaignBody {
     #[schema(required = true)]
     pub kind: Option<String>,
     /// How many vouchers; `null` for unlimited.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "whole::nullable")]
     #[schema(value_type = Option<i64>, nullable, required = true, minimum = 1, maximum = 5_000_000)]
     pub supply: Option<Option<i64>>,
     #[schema(format = DateTime)]
@@ -92,16 +162,20 @@ pub struct CreateCampaignBody {
     #[schema(max_items = 32)]
     pub tiers: Vec<TierBody>,
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub per_user_limit: Option<i64>,
     #[schema(min_length = 1, max_length = 64)]
     pub daily_limit_group: Option<String>,
     /// `claim` or `first_login`.
     pub trigger: Option<String>,
     #[schema(minimum = 10, maximum = 86_400)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub reservation_ttl_seconds: Option<i64>,
     #[schema(minimum = 10, maximum = 86_400)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub lock_ttl_seconds: Option<i64>,
     #[schema(minimum = 1, maximum = 1_000)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub redemptions_max: Option<i64>,
     pub codes: Option<CodesSpecBody>,
 }
@@ -386,7 +460,7 @@ pub struct AddCodesBody {
     #[serde(default)]
     pub codes: Vec<String>,
     /// How many codes to generate from the campaign's pattern.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::unsigned")]
     pub generate: u32,
 }
 
@@ -530,7 +604,9 @@ impl From<&Report> for ReportBody {
 #[serde(deny_unknown_fields)]
 pub struct CardBody {
     pub number: String,
+    #[serde(deserialize_with = "whole::required")]
     pub exp_month: i64,
+    #[serde(deserialize_with = "whole::required")]
     pub exp_year: i64,
     pub cvc: String,
     pub name: String,

@@ -444,6 +444,70 @@ async fn every_invalid_field_is_reported_at_once() {
     );
 }
 
+/// JSON has one number type: `100.0` is the integer 100, as every JSON
+/// Schema validator reads it, while `100.5` is refused. A well-formed time
+/// past the last instant the engine holds is refused with that bound named.
+#[tokio::test]
+async fn whole_numbers_with_a_zero_fraction_are_integers() {
+    let app = TestApp::new().await;
+    let created = app
+        .post(
+            "/v1/campaigns",
+            &app.admin,
+            json!({"name": "Floats", "kind": "sale", "supply": 100.0, "per_user_limit": 2.0,
+            "price": {"amount": 150000.0, "currency": "THB"},
+            "tiers": [{"until_rank": 10.0, "discount_percent": 90.0}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["supply"], 100);
+    assert_eq!(created.body["per_user_limit"], 2);
+    assert_eq!(created.body["price"]["amount"], 150_000);
+    for (field, body) in [
+        (
+            "supply",
+            json!({"name": "F", "kind": "coupon", "supply": 100.5}),
+        ),
+        (
+            "supply",
+            json!({"name": "F", "kind": "coupon", "supply": 1e300}),
+        ),
+        (
+            "ends_at",
+            json!({"name": "F", "kind": "coupon", "supply": 1, "ends_at": "9999-12-31T23:59:59Z"}),
+        ),
+    ] {
+        let refused = app.post("/v1/campaigns", &app.admin, body.clone()).await;
+        assert!(
+            refused.status == StatusCode::UNPROCESSABLE_ENTITY
+                || refused.status == StatusCode::BAD_REQUEST,
+            "{body}: {} {}",
+            refused.status,
+            refused.body
+        );
+        assert!(
+            refused.body.to_string().contains(field),
+            "{body}: {}",
+            refused.body
+        );
+    }
+    let far = app
+        .post(
+            "/v1/campaigns",
+            &app.admin,
+            json!({"name": "F", "kind": "coupon", "supply": 1, "ends_at": "9999-12-31T23:59:59Z"}),
+        )
+        .await;
+    assert!(
+        far.body.to_string().contains("9999-12-30T22:00:00Z"),
+        "{}",
+        far.body
+    );
+    let campaigns = app.get("/v1/campaigns", &app.admin).await;
+    let listed = campaigns.body["campaigns"].as_array().map(Vec::len);
+    assert_eq!(listed, Some(1), "{}", campaigns.body);
+}
+
 /// A bad query parameter is a problem document like every other error,
 /// and a caller without the role hears 403 before anything is parsed.
 #[tokio::test]
