@@ -138,15 +138,48 @@ pub(crate) fn migrate(connection: &mut Connection) -> StoreResult<Vec<i64>> {
     Ok(applied)
 }
 
+/// What an SQLite error means to the store's callers.
+pub(crate) enum Kind {
+    /// The schema refused a write: a bug caught by the last line of defence.
+    Constraint,
+    /// The disk is full or failing, or the file is locked: the same work
+    /// may succeed later, without a restart.
+    Unavailable,
+    Database,
+}
+
+pub(crate) fn kind_of(error: &rusqlite::Error) -> Kind {
+    use rusqlite::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::ConstraintViolation => Kind::Constraint,
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::OutOfMemory
+            | ErrorCode::CannotOpen => Kind::Unavailable,
+            _ => Kind::Database,
+        },
+        _ => Kind::Database,
+    }
+}
+
 /// Sorts an SQLite error into the store's causes: a refused constraint is
-/// the schema catching a bug; anything else is the database failing.
+/// the schema catching a bug; a full disk or an I/O failure is the database
+/// unavailable for now; anything else is the database failing.
 pub(crate) fn database(error: rusqlite::Error) -> StoreError {
-    match &error {
-        rusqlite::Error::SqliteFailure(failure, message)
-            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::Constraint(message.clone().unwrap_or_else(|| failure.to_string()))
+    match kind_of(&error) {
+        Kind::Constraint => {
+            let message = match &error {
+                rusqlite::Error::SqliteFailure(failure, message) => {
+                    message.clone().unwrap_or_else(|| failure.to_string())
+                }
+                other => other.to_string(),
+            };
+            StoreError::Constraint(message)
         }
-        _ => StoreError::Database(Box::new(error)),
+        Kind::Unavailable => StoreError::Unavailable(Box::new(error)),
+        Kind::Database => StoreError::Database(Box::new(error)),
     }
 }

@@ -13,11 +13,38 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::command;
+use super::connection::{Kind, command};
 use crate::{StoreError, StoreResult};
 
 /// What a job hands back once the group's commit is known.
-type Delivery = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Delivery = Box<dyn FnOnce(Result<(), &GroupFailure>) + Send>;
+
+/// Why a group did not commit: nothing of it is in the database.
+#[derive(Debug)]
+struct GroupFailure {
+    message: String,
+    /// The disk is full or failing, or the database is busy: the same
+    /// write may succeed later, so callers hear "unavailable, retry".
+    unavailable: bool,
+}
+
+impl GroupFailure {
+    fn new(error: &rusqlite::Error) -> GroupFailure {
+        GroupFailure {
+            message: error.to_string(),
+            unavailable: matches!(super::connection::kind_of(error), Kind::Unavailable),
+        }
+    }
+
+    fn store_error(&self) -> StoreError {
+        let message = format!("the write group did not commit: {}", self.message);
+        if self.unavailable {
+            StoreError::Unavailable(message.into())
+        } else {
+            StoreError::Database(message.into())
+        }
+    }
+}
 /// A job runs in the group's transaction, or is handed `None` when that
 /// transaction could not even begin; it says whether it succeeded.
 type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Delivery) + Send>;
@@ -61,7 +88,7 @@ impl Writer {
             let delivery: Delivery = Box::new(move |committed| {
                 let answer_result = match committed {
                     Ok(()) => result,
-                    Err(message) => Err(StoreError::Database(message.to_owned().into())),
+                    Err(failure) => Err(failure.store_error()),
                 };
                 // The caller may have given up waiting; nothing to do then.
                 let _ = answer.send(answer_result);
@@ -87,28 +114,47 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_m
             Ok(()) => {
                 let deliveries: Vec<Delivery> = group
                     .drain(..)
-                    .map(|job| run_in_savepoint(&connection, job))
+                    .map(|job| {
+                        // SQLite rolls the whole transaction back by itself
+                        // on some errors (a full disk, an I/O error). A job
+                        // run after that would run in autocommit and commit
+                        // on its own while the group is answered as failed.
+                        if connection.is_autocommit() {
+                            job(None).1
+                        } else {
+                            run_in_savepoint(&connection, job)
+                        }
+                    })
                     .collect();
                 (deliveries, commit(&connection))
             }
             Err(error) => {
                 tracing::error!(%error, "starting a write group failed");
                 let deliveries = group.drain(..).map(|job| job(None).1).collect();
-                (deliveries, Err(error.to_string()))
+                (deliveries, Err(GroupFailure::new(&error)))
             }
         };
         for delivery in deliveries {
-            delivery(committed.as_ref().map(|_| ()).map_err(String::as_str));
+            delivery(committed.as_ref().map(|_| ()));
         }
+        debug_assert!(connection.is_autocommit(), "a write group left open");
     }
 }
 
-fn commit(connection: &Connection) -> Result<(), String> {
+fn commit(connection: &Connection) -> Result<(), GroupFailure> {
+    if connection.is_autocommit() {
+        // A job's error rolled the whole transaction back (see above).
+        tracing::error!("a write group was rolled back by the database");
+        return Err(GroupFailure {
+            message: "the database rolled the transaction back".into(),
+            unavailable: true,
+        });
+    }
     command(connection, "COMMIT").map_err(|error| {
         tracing::error!(%error, "committing a write group failed");
         // Nothing of the group may survive a failed commit.
         let _ = connection.execute_batch("ROLLBACK");
-        error.to_string()
+        GroupFailure::new(&error)
     })
 }
 
@@ -127,4 +173,95 @@ fn run_in_savepoint(connection: &Connection, job: Job) -> Delivery {
         tracing::error!(%error, "closing a job's savepoint failed");
     }
     delivery
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> Writer {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE row (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        Writer::start(connection, 64).unwrap()
+    }
+
+    fn insert(connection: &Connection, id: i64) -> StoreResult<()> {
+        connection.execute("INSERT INTO row (id) VALUES (?1)", [id])?;
+        Ok(())
+    }
+
+    /// SQLite may roll a whole transaction back by itself (a full disk, an
+    /// I/O error). The jobs after that in the group must not run in
+    /// autocommit: they would commit one by one while the group is answered
+    /// as failed. Every job answered failed has left nothing behind.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_the_database_rolled_back_commits_nothing_it_answers_failed() {
+        let writer = writer();
+        // The writer is held on a first job until the three below are all
+        // queued, so that they form one group.
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = tokio::sync::watch::channel(false);
+        let blocker = writer.run(move |_| {
+            running.send_replace(true);
+            let _ = held.recv();
+            Ok(())
+        });
+        let queued = || {
+            let mut started = started.clone();
+            async move {
+                started.wait_for(|running| *running).await.unwrap();
+            }
+        };
+        let (blocked, first, rolled_back, after, ()) = tokio::join!(
+            blocker,
+            async {
+                queued().await;
+                writer.run(|connection| insert(connection, 1)).await
+            },
+            async {
+                queued().await;
+                writer
+                    .run(|connection| {
+                        command(connection, "ROLLBACK")?;
+                        Err::<(), _>(StoreError::Unavailable("the disk is full".into()))
+                    })
+                    .await
+            },
+            async {
+                queued().await;
+                writer.run(|connection| insert(connection, 3)).await
+            },
+            async {
+                queued().await;
+                // join! polls in order: by now the three jobs are queued.
+                tokio::task::yield_now().await;
+                let _ = hold.send(());
+            },
+        );
+        blocked.unwrap();
+        let stored: Vec<i64> = writer
+            .run(|connection| {
+                let mut statement = connection.prepare("SELECT id FROM row ORDER BY id")?;
+                let ids = statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(ids)
+            })
+            .await
+            .unwrap();
+        for (id, answer) in [(1, &first), (3, &after)] {
+            assert_eq!(
+                answer.is_ok(),
+                stored.contains(&id),
+                "job {id} answered {answer:?} with rows {stored:?}"
+            );
+        }
+        assert!(rolled_back.is_err());
+        assert!(
+            matches!(first, Err(StoreError::Unavailable(_))),
+            "{first:?}"
+        );
+    }
 }
