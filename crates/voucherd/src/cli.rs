@@ -56,6 +56,11 @@ pub struct StoreArgs {
     /// PostgreSQL connections per pool at most.
     #[arg(long, default_value_t = 16)]
     pub database_pool_max: usize,
+    /// How long one PostgreSQL statement may run, 100 ms to 10 minutes. A
+    /// database that stalls is given twice this (plus a wait for a pooled
+    /// connection of 5 s) before a request is answered 503.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub database_query_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -49,6 +49,7 @@ fn postgres_config(args: &StoreArgs) -> PostgresConfig {
     let mut config = PostgresConfig::new(args.database_url.clone().unwrap_or_default());
     config.read_url = args.database_read_url.clone();
     config.pool_max = args.database_pool_max.max(1);
+    config.query_timeout = Duration::from_millis(args.database_query_timeout_ms);
     config
 }
 

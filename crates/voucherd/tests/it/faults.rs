@@ -251,3 +251,220 @@ async fn a_full_disk_is_answered_503_and_the_node_recovers_when_space_returns() 
         "nothing stored that was not acknowledged"
     );
 }
+
+/// A TCP proxy between the node and PostgreSQL that can stop passing
+/// bytes in both directions while keeping every connection open: the
+/// network stalls mid-batch, and nothing tells the node.
+struct StallProxy {
+    address: std::net::SocketAddr,
+    stalled: tokio::sync::watch::Sender<bool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl StallProxy {
+    async fn start(upstream: String) -> StallProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stalled, watching) = tokio::sync::watch::channel(false);
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pump(client_read, server_write, watching.clone()));
+                tokio::spawn(pump(server_read, client_write, watching.clone()));
+            }
+        });
+        StallProxy {
+            address,
+            stalled,
+            accepting,
+        }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn proxied(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map_or("", |(user, _)| user);
+        let at = if user.is_empty() { "" } else { "@" };
+        format!("{scheme}://{user}{at}{}/{path}", self.address)
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// The host and port of a `postgres://` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").expect("a URL").1;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        // Bytes read just before a stall wait for its end too.
+        if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Claims from distinct users, `workers` at a time, until told to stop;
+/// every answer kept with the user it was for.
+fn claim_until(
+    server: &TestServer,
+    id: &str,
+    workers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, Answer)>>> {
+    (0..workers)
+        .map(|worker| {
+            let server = server.handle();
+            let path = format!("/v1/campaigns/{id}/claims");
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for index in 0..100_000 {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let user = format!("stall-{worker}-{index}");
+                    let answer =
+                        send(&server, &path, &server.service, json!({"user_id": user})).await;
+                    answers.push((user, answer));
+                }
+                answers
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_database_is_answered_503_and_the_node_recovers_without_a_restart() {
+    use crate::database::{TestDatabase, server_url};
+    let database = TestDatabase::create(&server_url()).await;
+    let proxy = StallProxy::start(authority(&database.url)).await;
+    let directory = tempfile::tempdir().unwrap();
+    let url = proxy.proxied(&database.url);
+    let server = TestServer::start(
+        directory.path(),
+        &[
+            "--database-url",
+            &url,
+            "--database-query-timeout-ms",
+            "1000",
+        ],
+    );
+    let id = server
+        .live_campaign(json!({"name": "Stall", "kind": "coupon", "supply": 20_000}))
+        .await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let workers = claim_until(&server, &id, 16, stopping);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    proxy.stall(true);
+    // Longer than the node gives a stalled database (5 s for a pooled
+    // connection plus twice the statement timeout).
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    let (status, _) = server.get("/healthz", &server.admin).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the node itself answers during the stall"
+    );
+    proxy.stall(false);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    stop.send_replace(true);
+
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap());
+    }
+    let unavailable = answers
+        .iter()
+        .filter(|(_, answer)| answer.status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    for (user, answer) in &answers {
+        match answer.status {
+            StatusCode::CREATED => {}
+            _ => assert_unavailable(answer, user),
+        }
+    }
+    assert!(
+        unavailable > 0,
+        "the stall was felt: {} answers, none 503",
+        answers.len()
+    );
+    // Recovered without a restart: the last answers are claims again.
+    let recovered = answers
+        .iter()
+        .rev()
+        .take(16)
+        .filter(|(_, answer)| answer.status == StatusCode::CREATED)
+        .count();
+    assert!(recovered > 0, "claims succeed again after the stall");
+
+    // A 503 said "not now", not "no": the user asks again and gets the
+    // voucher the stalled claim may have made, or a new one, never two.
+    let mut acknowledged: Vec<Value> = Vec::new();
+    for (user, answer) in answers {
+        if answer.status == StatusCode::CREATED {
+            acknowledged.push(answer.body);
+            continue;
+        }
+        let again = send(
+            &server,
+            &format!("/v1/campaigns/{id}/claims"),
+            &server.service,
+            json!({"user_id": user}),
+        )
+        .await;
+        assert!(
+            again.status == StatusCode::CREATED || again.status == StatusCode::OK,
+            "{user} asked again: {} {}",
+            again.status,
+            again.body
+        );
+        acknowledged.push(again.body);
+    }
+    let stored = assert_acknowledged_are_stored(&server, &id, &acknowledged).await;
+    assert_eq!(
+        stored,
+        acknowledged.len(),
+        "every voucher made is one a user was told of"
+    );
+    println!(
+        "stall: {} claims, {unavailable} answered 503, all retried; {stored} vouchers",
+        acknowledged.len()
+    );
+}
