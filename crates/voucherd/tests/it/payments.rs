@@ -13,9 +13,9 @@ use voucherd_gateway_sim::{ChargeStatus, Simulator, SimulatorConfig, SimulatorHa
 
 use crate::server::TestServer;
 
-const RATE: u32 = 100;
+pub const RATE: u32 = 100;
 
-async fn gateways(seed: u64) -> Vec<SimulatorHandle> {
+pub async fn gateways(seed: u64) -> Vec<SimulatorHandle> {
     let mut handles = Vec::new();
     for index in 0..3 {
         let config = SimulatorConfig {
@@ -32,7 +32,10 @@ async fn gateways(seed: u64) -> Vec<SimulatorHandle> {
     handles
 }
 
-fn gateway_flags(gateways: &[SimulatorHandle]) -> Vec<String> {
+/// The `--gateway` flags of a node that has `rate` of each gateway's
+/// charges a second (until nodes share a gateway's budget, an operator
+/// divides it among them).
+pub fn gateway_flags(gateways: &[SimulatorHandle], rate: u32) -> Vec<String> {
     ["alpha", "beta", "gamma"]
         .iter()
         .zip(gateways)
@@ -41,7 +44,7 @@ fn gateway_flags(gateways: &[SimulatorHandle]) -> Vec<String> {
             [
                 "--gateway".to_owned(),
                 format!(
-                    "name={name},url={},rate={RATE},priority={}",
+                    "name={name},url={},rate={rate},priority={}",
                     gateway.url(),
                     index + 1
                 ),
@@ -52,12 +55,12 @@ fn gateway_flags(gateways: &[SimulatorHandle]) -> Vec<String> {
 }
 
 fn start(directory: &std::path::Path, gateways: &[SimulatorHandle]) -> TestServer {
-    let flags = gateway_flags(gateways);
+    let flags = gateway_flags(gateways, RATE);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     TestServer::start(directory, &flags)
 }
 
-async fn sale(server: &TestServer, supply: usize) -> String {
+pub async fn sale(server: &TestServer, supply: usize) -> String {
     server
         .live_campaign(
             json!({"name": "LINE Hot Deal", "kind": "sale", "supply": supply,
@@ -127,7 +130,7 @@ async fn reserve_and_check_out(server: &Arc<TestServer>, id: &str, buyers: usize
 }
 
 /// Waits until no order of the campaign is pending; answers how long.
-async fn wait_settled(server: &TestServer, id: &str, patience: Duration) -> Duration {
+pub async fn wait_settled(server: &TestServer, id: &str, patience: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let (status, report) = server
@@ -144,7 +147,7 @@ async fn wait_settled(server: &TestServer, id: &str, patience: Duration) -> Dura
     }
 }
 
-async fn orders(server: &Arc<TestServer>, ids: &[String]) -> Vec<Value> {
+pub async fn orders(server: &Arc<TestServer>, ids: &[String]) -> Vec<Value> {
     let gate = Arc::new(Semaphore::new(100));
     let tasks: Vec<_> = ids
         .iter()
