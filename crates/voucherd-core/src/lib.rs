@@ -9,6 +9,7 @@
 //! - [`voucher`] holds the voucher lifecycle (reserve, issue, lock, unlock,
 //!   redeem, expire) as pure transitions that the stores mirror in SQL.
 //! - [`payment`] checks what a buyer hands over at checkout: email and card.
+//! - [`share`] decides how nodes share one gateway's rate.
 //! - [`money`], [`ids`] and [`calendar`] are the value types the rest is built
 //!   from.
 //!
@@ -22,6 +23,7 @@ pub mod code;
 pub mod ids;
 pub mod money;
 pub mod payment;
+pub mod share;
 pub mod validation;
 pub mod voucher;
 

@@ -264,6 +264,23 @@ impl CampaignBook {
         entries
     }
 
+    /// Forgets campaigns that ended before `ended_before`, so that memory
+    /// holds the campaigns that can still be claimed and those that ended
+    /// within the last hour, not every campaign there ever was. A request
+    /// for a forgotten one reads it from the store again. Answers how many
+    /// were forgotten.
+    pub fn evict_ended(&self, ended_before: Timestamp) -> usize {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let before = entries.len();
+        entries.retain(|_, entry| {
+            entry
+                .spec()
+                .ends_at
+                .is_none_or(|ends_at| ends_at >= ended_before)
+        });
+        before - entries.len()
+    }
+
     pub fn all(&self) -> Vec<Arc<CampaignEntry>> {
         self.entries
             .read()

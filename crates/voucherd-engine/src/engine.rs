@@ -15,9 +15,10 @@ use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
-    AddCodesOutcome, CampaignRecord, CampaignState, Checkout, CheckoutOutcome, IdempotencyScope,
-    LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome, StateCounts,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout, CheckoutOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome,
+    StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
+    VoucherTarget,
 };
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
@@ -111,7 +112,13 @@ pub struct Engine {
     payments: Option<Arc<PaymentRouter>>,
     metrics: EngineMetrics,
     config: EngineConfig,
+    /// Where this node's reading of other nodes' campaign changes stands.
+    changes_seen: std::sync::Mutex<Option<ChangeCursor>>,
 }
+
+/// How long memory keeps a campaign after it ended: a late claim on it is
+/// refused from memory for this long, then with one read of the store.
+const ENDED_KEPT: SignedDuration = SignedDuration::from_hours(1);
 
 impl Engine {
     /// Loads tenants and campaigns into memory and starts the claim batcher.
@@ -149,6 +156,7 @@ impl Engine {
             payments,
             metrics,
             config,
+            changes_seen: std::sync::Mutex::new(None),
         };
         engine.reload_tenants().await?;
         for record in engine.store.campaigns().await? {
@@ -247,6 +255,10 @@ impl Engine {
         Ok(entry.view())
     }
 
+    /// The campaign as memory holds it, read from the store when memory
+    /// does not know it. Its spec never changes once made, so this is what
+    /// answers that show a voucher's terms use; its lifecycle may be one
+    /// refresh behind another node's change.
     pub async fn campaign(
         &self,
         tenant_id: TenantId,
@@ -255,13 +267,47 @@ impl Engine {
         Ok(self.known_entry(tenant_id, id).await?.view())
     }
 
-    /// Every campaign of the tenant, oldest first.
-    pub fn campaigns_of(&self, tenant_id: TenantId) -> Vec<CampaignView> {
-        self.campaigns
-            .of_tenant(tenant_id)
-            .into_iter()
-            .map(|entry| entry.view())
-            .collect()
+    /// The campaign as the store has it now: an admin on any node sees
+    /// what another node just published, paused or added.
+    pub async fn campaign_now(
+        &self,
+        tenant_id: TenantId,
+        id: CampaignId,
+    ) -> Result<CampaignView, EngineError> {
+        self.load_entry(id).await?;
+        Ok(self.entry(tenant_id, id)?.view())
+    }
+
+    /// Every campaign of the tenant, oldest first, as the store has them:
+    /// memory may not know one another node just made, or one it evicted.
+    pub async fn campaigns_of(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<CampaignView>, EngineError> {
+        let mut views = Vec::new();
+        for record in self.store.campaigns_of(tenant_id).await? {
+            let entry = self.remember(record).await?;
+            views.push(entry.view());
+        }
+        Ok(views)
+    }
+
+    /// Memory's entry for a campaign read from the store, made or brought
+    /// up to date.
+    async fn remember(&self, record: CampaignRecord) -> Result<Arc<CampaignEntry>, EngineError> {
+        if let Some(entry) = self.campaigns.get(record.id) {
+            entry.follow(&CampaignState {
+                id: record.id,
+                lifecycle: record.lifecycle,
+                voucher_count: record.voucher_count,
+                published_at: record.published_at,
+            });
+            return Ok(entry);
+        }
+        let available = self.available(&record).await?;
+        let entry = Arc::new(CampaignEntry::new(record, available));
+        self.campaigns.insert(entry.clone());
+        Ok(entry)
     }
 
     /// The tenant's campaigns that can be claimed now (003's "live coupons").
@@ -484,19 +530,7 @@ impl Engine {
             .campaign(id)
             .await?
             .ok_or(EngineError::NotFound("campaign"))?;
-        match self.campaigns.get(id) {
-            Some(entry) => entry.follow(&CampaignState {
-                id,
-                lifecycle: record.lifecycle,
-                voucher_count: record.voucher_count,
-                published_at: record.published_at,
-            }),
-            None => {
-                let available = self.available(&record).await?;
-                self.campaigns
-                    .insert(Arc::new(CampaignEntry::new(record, available)));
-            }
-        }
+        self.remember(record).await?;
         Ok(())
     }
 
@@ -549,9 +583,14 @@ impl Engine {
     ) -> Result<Vec<ClaimAnswer>, EngineError> {
         let now = self.now();
         let zone = self.tenant_entry(tenant_id)?.zone.clone();
-        let (claimable, closed): (Vec<_>, Vec<_>) = self
-            .campaigns
-            .of_tenant(tenant_id)
+        // Which campaigns a login claims is the store's to say: one published
+        // on another node a moment ago grants on this node's next login.
+        // Whether each can be claimed now is memory's (paused, sold out).
+        let mut first_login = Vec::new();
+        for id in self.store.first_login_campaigns(tenant_id).await? {
+            first_login.push(self.claimable_entry(tenant_id, id).await?);
+        }
+        let (claimable, closed): (Vec<_>, Vec<_>) = first_login
             .into_iter()
             .filter(|entry| entry.spec().trigger == Trigger::FirstLogin)
             .partition(|entry| entry.claimable(now).is_ok());
@@ -756,27 +795,44 @@ impl Engine {
     pub async fn refresh_once(&self) -> Result<(), EngineError> {
         self.reload_tenants().await?;
         let now = self.now();
-        let mut running = Vec::new();
-        for state in self.store.campaign_states().await? {
-            let entry = match self.campaigns.get(state.id) {
-                Some(entry) => entry,
+        let since = *self
+            .changes_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changes = self.store.campaign_changes(since).await?;
+        for state in &changes.states {
+            match self.campaigns.get(state.id) {
+                Some(entry) => entry.follow(state),
+                // A campaign this node has not seen: read once, whole.
                 None => {
-                    let Some(record) = self.store.campaign(state.id).await? else {
-                        continue;
-                    };
-                    let available = self.available(&record).await?;
-                    let entry = Arc::new(CampaignEntry::new(record, available));
-                    self.campaigns.insert(entry.clone());
-                    entry
+                    if let Some(record) = self.store.campaign(state.id).await? {
+                        self.remember(record).await?;
+                    }
                 }
-            };
-            entry.follow(&state);
-            let limited = entry.spec().supply != Supply::Unlimited;
-            let status = entry.view().status(now);
-            if limited && matches!(status, CampaignStatus::Live | CampaignStatus::Paused) {
-                running.push(state.id);
             }
         }
+        *self
+            .changes_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(changes.next);
+        let ended_before = now.checked_sub(ENDED_KEPT).unwrap_or(Timestamp::MIN);
+        let evicted = self.campaigns.evict_ended(ended_before);
+        if evicted > 0 {
+            tracing::debug!(evicted, "campaigns that ended over an hour ago left memory");
+        }
+        let running: Vec<CampaignId> = self
+            .campaigns
+            .all()
+            .into_iter()
+            .filter(|entry| {
+                entry.spec().supply != Supply::Unlimited
+                    && matches!(
+                        entry.view().status(now),
+                        CampaignStatus::Live | CampaignStatus::Paused
+                    )
+            })
+            .map(|entry| entry.id())
+            .collect();
         let counting: HashMap<CampaignId, Counting> = running
             .iter()
             .filter_map(|id| Some((*id, self.campaigns.get(*id)?.before_counting())))

@@ -13,11 +13,12 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
+use crate::model::ShareRequest;
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
-    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
-    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
+    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -102,9 +103,19 @@ impl Store for FaultyStore {
         self.inner.campaigns().await
     }
 
-    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
+    async fn campaigns_of(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignRecord>> {
         self.check()?;
-        self.inner.campaign_states().await
+        self.inner.campaigns_of(tenant_id).await
+    }
+
+    async fn first_login_campaigns(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignId>> {
+        self.check()?;
+        self.inner.first_login_campaigns(tenant_id).await
+    }
+
+    async fn campaign_changes(&self, since: Option<ChangeCursor>) -> StoreResult<CampaignChanges> {
+        self.check()?;
+        self.inner.campaign_changes(since).await
     }
 
     async fn available_counts(
@@ -305,5 +316,10 @@ impl Store for FaultyStore {
     async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32> {
         self.check()?;
         self.inner.forget_responses(before, limit).await
+    }
+
+    async fn share_gateway(&self, request: &ShareRequest) -> StoreResult<u32> {
+        self.check()?;
+        self.inner.share_gateway(request).await
     }
 }

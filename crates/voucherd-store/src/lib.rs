@@ -35,11 +35,12 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
+use crate::model::ShareRequest;
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
-    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
-    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
+    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
 /// Why a store operation failed, as opposed to the outcomes it answers with.
@@ -84,9 +85,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>>;
     /// Every campaign, for the engine's memory.
     async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>>;
-    /// The lifecycle and size of every campaign: what a node needs to follow
-    /// the others.
-    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>>;
+    /// The tenant's campaigns, oldest first.
+    async fn campaigns_of(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignRecord>>;
+    /// The tenant's published `first_login` campaigns: what a login claims.
+    async fn first_login_campaigns(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignId>>;
+    /// The lifecycle and size of every campaign changed since `since`
+    /// (every campaign with `None`): what a node needs to follow the others,
+    /// without reading the campaigns nothing changed.
+    async fn campaign_changes(&self, since: Option<ChangeCursor>) -> StoreResult<CampaignChanges>;
     /// How many vouchers of each campaign are available now.
     async fn available_counts(
         &self,
@@ -224,4 +230,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreResult<StoredResponse>;
     /// Forgets responses stored before `before`, at most `limit`.
     async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32>;
+
+    /// Grants this node its share of a gateway's rate as
+    /// [`voucherd_core::share::share_of`] decides from the rows still
+    /// counted, records the grant and answers it. Requests for one gateway
+    /// are decided one at a time, across every node.
+    async fn share_gateway(&self, request: &ShareRequest) -> StoreResult<u32>;
 }

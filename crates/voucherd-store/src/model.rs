@@ -74,6 +74,35 @@ pub struct CampaignState {
     pub published_at: Option<Timestamp>,
 }
 
+/// Where a node's reading of campaign changes stands; only the store that
+/// made it knows what the number means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeCursor(pub i64);
+
+/// Campaigns changed since a cursor, and the cursor to read from next.
+/// A change may be answered twice; none is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignChanges {
+    pub states: Vec<CampaignState>,
+    pub next: ChangeCursor,
+}
+
+/// A node asking for its share of a gateway's rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRequest {
+    pub gateway: String,
+    /// This run of this node; a restarted node is a new one.
+    pub node: String,
+    /// The gateway's rate for the whole deployment.
+    pub rate: u32,
+    /// How much of it this node could use now.
+    pub want: u32,
+    pub now: Timestamp,
+    /// Until when the grant counts against the rate: a window after the
+    /// node may last use it.
+    pub counted_until: Timestamp,
+}
+
 /// One user's claim on one campaign, with everything the store needs to
 /// decide it inside the batch's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

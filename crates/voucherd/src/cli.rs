@@ -108,8 +108,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 500)]
     pub refresh_period_ms: u64,
     /// A payment gateway, repeatable: name=alpha,url=http://127.0.0.1:9101,rate=100,priority=1.
-    /// Lower priority is preferred; rate is charges per second from this
-    /// node (split a gateway's rate between nodes that share it).
+    /// Lower priority is preferred; rate is the gateway's charges per second
+    /// for the whole deployment: nodes on one database share it through the
+    /// database (configure the same rate on every node).
     #[arg(long = "gateway", value_parser = parse_gateway)]
     pub gateways: Vec<GatewayArg>,
     /// How long one gateway call may take before its outcome counts as unknown.

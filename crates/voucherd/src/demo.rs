@@ -13,7 +13,7 @@ pub async fn ensure_demo_campaign(
     engine: &Arc<Engine>,
     tenant_id: TenantId,
 ) -> anyhow::Result<CampaignView> {
-    if let Some(existing) = engine.campaigns_of(tenant_id).into_iter().next() {
+    if let Some(existing) = engine.campaigns_of(tenant_id).await?.into_iter().next() {
         return Ok(existing);
     }
     let draft = CampaignDraft {

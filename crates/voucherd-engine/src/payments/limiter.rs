@@ -58,8 +58,11 @@ impl SlidingWindow {
     /// How far ahead of now a held place counts the window's room.
     pub const HOLD_AHEAD: Duration = Duration::from_millis(250);
 
+    /// How soon a window with no rate at all says to ask again.
+    const NO_RATE_RETRY: Duration = Duration::from_millis(50);
+
     pub fn new(rate_per_second: u32) -> SlidingWindow {
-        let rate = rate_per_second.max(1) as usize;
+        let rate = rate_per_second as usize;
         let window = Duration::from_secs(1) + SlidingWindow::JITTER_MARGIN;
         SlidingWindow {
             rate,
@@ -83,8 +86,23 @@ impl SlidingWindow {
     }
 
     /// When the window next has room for a send, if it has none at `now`.
+    /// This node's rate now: its share of the gateway's, which changes as
+    /// nodes come and go. Sends already in the window stay counted, so a
+    /// smaller rate takes effect as they leave it.
+    pub fn set_rate(&mut self, rate_per_second: u32) {
+        self.rate = rate_per_second as usize;
+        self.spacing = self.window / rate_per_second.max(1);
+    }
+
+    pub fn rate(&self) -> u32 {
+        u32::try_from(self.rate).unwrap_or(u32::MAX)
+    }
+
     fn send_room_at(&mut self, now: Instant) -> Result<(), Instant> {
         self.forget_before(now);
+        if self.rate == 0 {
+            return Err(now + SlidingWindow::NO_RATE_RETRY);
+        }
         if self.sends.len() < self.rate {
             return Ok(());
         }
@@ -111,6 +129,9 @@ impl SlidingWindow {
     /// again.
     pub fn try_take(&mut self, now: Instant) -> Result<Slot, Instant> {
         self.forget_before(now);
+        if self.rate == 0 {
+            return Err(now + SlidingWindow::NO_RATE_RETRY);
+        }
         let ahead = now + SlidingWindow::HOLD_AHEAD;
         let gone_by_then = self
             .sends

@@ -26,7 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::Store;
 use voucherd_store::model::{
-    AttemptKind, AttemptOutcome, AttemptResult, PaymentStep, PaymentTask, Resolution,
+    AttemptKind, AttemptOutcome, AttemptResult, PaymentStep, PaymentTask, Resolution, ShareRequest,
 };
 
 use self::breaker::Breaker;
@@ -84,10 +84,30 @@ impl Default for PaymentLimits {
 #[derive(Debug)]
 struct Route {
     config: GatewayRoute,
+    /// Paces sends at this node's share of the gateway's rate.
     window: Mutex<SlidingWindow>,
     breaker: Mutex<Breaker>,
     /// A 429 asks the router to stay away until then.
     resting_until: Mutex<Option<Instant>>,
+    /// Until when the share last granted may be used; past it, nothing is
+    /// sent until a new grant (the store unreachable, say).
+    share_usable_until: Mutex<Instant>,
+    /// When a payment last looked for room here: a node that had no use
+    /// for the gateway lately asks for no share.
+    last_wanted: Mutex<Option<Instant>>,
+}
+
+/// How gateways' rates are shared among nodes (`voucherd_core::share`).
+mod sharing {
+    use std::time::Duration;
+
+    /// How often a node renews its share of each gateway it uses.
+    pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+    /// How long a grant may be used; renewals come well before.
+    pub const USABLE_FOR: Duration = Duration::from_millis(750);
+    /// How long after a payment last looked for room the node still asks
+    /// for a share.
+    pub const WANT_FOR: Duration = Duration::from_secs(2);
 }
 
 impl Route {
@@ -97,6 +117,18 @@ impl Route {
 
     /// Holds room for one charge now, or says when to look again.
     fn take_room(&self, now: Instant) -> Result<Slot, Instant> {
+        *self
+            .last_wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now);
+        if now
+            >= *self
+                .share_usable_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Err(now + sharing::RENEW_EVERY);
+        }
         let mut resting = self
             .resting_until
             .lock()
@@ -196,6 +228,8 @@ pub struct PaymentRouter {
     /// queue behind it in order.
     choosing: tokio::sync::Mutex<()>,
     metrics: EngineMetrics,
+    /// This run of this node, as gateway shares name it.
+    node: String,
 }
 
 impl PaymentRouter {
@@ -223,6 +257,8 @@ impl PaymentRouter {
                     )),
                     breaker: Mutex::new(Breaker::new()),
                     resting_until: Mutex::new(None),
+                    share_usable_until: Mutex::new(Instant::now()),
+                    last_wanted: Mutex::new(None),
                     config,
                 })
                 .collect(),
@@ -231,6 +267,7 @@ impl PaymentRouter {
             wake: Notify::new(),
             choosing: tokio::sync::Mutex::new(()),
             metrics,
+            node: uuid::Uuid::new_v4().to_string(),
         }
     }
 
@@ -247,6 +284,10 @@ impl PaymentRouter {
     /// resolves; then lets the calls under way finish.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let sharing = tokio::spawn({
+            let router = self.clone();
+            async move { router.keep_shares().await }
+        });
         loop {
             let leased = match self.dispatch_once().await {
                 Ok(leased) => leased,
@@ -269,6 +310,68 @@ impl PaymentRouter {
         }
         let in_flight = self.limits.in_flight_max.max(1) as u32;
         let _ = self.permits.acquire_many(in_flight).await;
+        sharing.abort();
+    }
+
+    /// Renews this node's share of every gateway it has use for, a few
+    /// times a second, until aborted.
+    async fn keep_shares(&self) {
+        loop {
+            for route in &self.routes {
+                self.renew_share(route).await;
+            }
+            tokio::time::sleep(sharing::RENEW_EVERY).await;
+        }
+    }
+
+    /// Asks the store for this node's share of the gateway's rate. A node
+    /// with no use for the gateway lately asks for nothing and holds
+    /// nothing; one whose request fails keeps its grant until it runs out.
+    async fn renew_share(&self, route: &Route) {
+        let asked = Instant::now();
+        let wanted = route
+            .last_wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| asked.saturating_duration_since(at) < sharing::WANT_FOR);
+        if !wanted {
+            route
+                .window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .set_rate(0);
+            return;
+        }
+        let now = self.clock.now();
+        let counted_for =
+            sharing::USABLE_FOR + SlidingWindow::JITTER_MARGIN + Duration::from_secs(1);
+        let request = ShareRequest {
+            gateway: route.name().to_owned(),
+            node: self.node.clone(),
+            rate: route.config.rate_per_second,
+            want: route.config.rate_per_second,
+            now,
+            counted_until: now.checked_add(counted_for).unwrap_or(Timestamp::MAX),
+        };
+        match self.store.share_gateway(&request).await {
+            Ok(granted) => {
+                assert!(granted <= request.rate, "a share is at most the rate");
+                route
+                    .window
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .set_rate(granted);
+                *route
+                    .share_usable_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = asked + sharing::USABLE_FOR;
+            }
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                gateway = route.name(),
+                "renewing the gateway share failed; the grant runs out by itself"
+            ),
+        }
     }
 
     /// Leases as many due payments as there is room for and starts working
@@ -358,15 +461,29 @@ impl PaymentRouter {
 
     /// The resolution of a captured charge: the voucher's expiry counts
     /// from now, when it is issued.
-    fn paid(&self, task: &PaymentTask, gateway: &str) -> Resolution {
-        let expires_at = self
-            .campaigns
-            .get(task.order.campaign_id)
-            .and_then(|entry| entry.spec().voucher_expires_at(self.clock.now()));
-        Resolution::Paid {
+    ///
+    /// The campaign comes from memory, or from the store when this node
+    /// does not hold it (created on another node, or evicted after it
+    /// ended): a voucher must never be issued without its expiry because
+    /// of what one node's memory happens to hold. `None` when the store
+    /// cannot be read now; the payment is then decided on a later lease.
+    async fn paid(&self, task: &PaymentTask, gateway: &str) -> Option<Resolution> {
+        let now = self.clock.now();
+        let expires_at = match self.campaigns.get(task.order.campaign_id) {
+            Some(entry) => entry.spec().voucher_expires_at(now),
+            None => match self.store.campaign(task.order.campaign_id).await {
+                Ok(Some(record)) => record.spec.voucher_expires_at(now),
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "reading a paid order's campaign failed");
+                    return None;
+                }
+            },
+        };
+        Some(Resolution::Paid {
             gateway: gateway.to_owned(),
             expires_at,
-        }
+        })
     }
 
     async fn charge(&self, task: &PaymentTask) -> Option<PaymentStep> {
@@ -423,7 +540,7 @@ impl PaymentRouter {
                     AttemptOutcome::Captured,
                     None,
                     Some(charge_id),
-                    self.paid(task, &name),
+                    self.paid(task, &name).await?,
                 )
             }
             ChargeAnswer::Declined { charge_id } => {
@@ -501,7 +618,7 @@ impl PaymentRouter {
                 AttemptOutcome::Captured,
                 None,
                 Some(charge_id),
-                self.paid(task, pinned),
+                self.paid(task, pinned).await?,
             ),
             LookupAnswer::Declined { charge_id } => {
                 let resolution = Resolution::Failed {

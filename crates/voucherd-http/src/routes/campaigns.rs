@@ -66,6 +66,7 @@ pub async fn list(
     let campaigns = state
         .engine
         .campaigns_of(principal.tenant_id())
+        .await?
         .iter()
         .map(|view| CampaignBody::new(view, now))
         .collect();
@@ -104,7 +105,7 @@ pub async fn get(
 ) -> Result<Json<CampaignBody>, Problem> {
     let view = state
         .engine
-        .campaign(principal.tenant_id(), campaign_id(&id)?)
+        .campaign_now(principal.tenant_id(), campaign_id(&id)?)
         .await?;
     Ok(Json(CampaignBody::new(&view, state.engine.now())))
 }

@@ -5,7 +5,7 @@ use tokio_postgres::types::ToSql;
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::CampaignId;
+use voucherd_core::ids::{CampaignId, TenantId};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::{database, is_race};
@@ -14,6 +14,7 @@ use crate::StoreResult;
 use crate::model::{
     AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, LifecycleOutcome, StateCounts,
 };
+use crate::model::{CampaignChanges, ChangeCursor};
 use crate::stored::{CampaignValues, corrupt, count};
 
 /// How many seconds of claim history a report shows.
@@ -91,17 +92,20 @@ pub(crate) async fn insert(client: &ClientWrapper, campaign: &CampaignRecord) ->
 pub(crate) async fn select(
     client: &ClientWrapper,
     id: Option<CampaignId>,
+    tenant_id: Option<TenantId>,
 ) -> StoreResult<Vec<CampaignRecord>> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {CAMPAIGN_WITH_TIERS} FROM campaigns
-             WHERE $1::uuid IS NULL OR id = $1 ORDER BY created_at, id"
+             WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR tenant_id = $2)
+             ORDER BY created_at, id"
         ))
         .await
         .map_err(database)?;
     let id = id.map(|id| *id.as_uuid());
+    let tenant_id = tenant_id.map(|tenant_id| *tenant_id.as_uuid());
     client
-        .query(&statement, &[&id])
+        .query(&statement, &[&id, &tenant_id])
         .await
         .map_err(database)?
         .iter()
@@ -331,25 +335,64 @@ pub(crate) async fn counts(
     })
 }
 
-pub(crate) async fn states(client: &ClientWrapper) -> StoreResult<Vec<CampaignState>> {
+/// Campaigns stamped by a transaction at or after `since`, and the oldest
+/// transaction still running when they were read: the next cursor. A
+/// change still uncommitted now has a transaction id at or past it.
+const CHANGES: &str = "
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+           campaign.id, campaign.lifecycle, campaign.voucher_count, campaign.published_at
+    FROM (SELECT 1) AS one
+    LEFT JOIN campaigns AS campaign ON campaign.change_xid >= $1::bigint::text::xid8";
+
+pub(crate) async fn changes(
+    client: &ClientWrapper,
+    since: Option<ChangeCursor>,
+) -> StoreResult<CampaignChanges> {
+    let statement = client.prepare_cached(CHANGES).await.map_err(database)?;
+    let since = since.map_or(0, |cursor| cursor.0);
+    let found = client
+        .query(&statement, &[&since])
+        .await
+        .map_err(database)?;
+    let mut next = since;
+    let mut states = Vec::with_capacity(found.len());
+    for row in &found {
+        next = get(row, 0)?;
+        let Some(id) = get::<Option<uuid::Uuid>>(row, 1)? else {
+            continue;
+        };
+        let lifecycle: String = get(row, 2)?;
+        states.push(CampaignState {
+            id: CampaignId::from_uuid(id),
+            lifecycle: Lifecycle::parse(&lifecycle).ok_or_else(|| corrupt(&lifecycle))?,
+            voucher_count: count(get(row, 3)?)?,
+            published_at: get(row, 4)?,
+        });
+    }
+    assert!(next >= since, "the horizon never moves back");
+    Ok(CampaignChanges {
+        states,
+        next: ChangeCursor(next),
+    })
+}
+
+pub(crate) async fn first_login(
+    client: &ClientWrapper,
+    tenant_id: TenantId,
+) -> StoreResult<Vec<CampaignId>> {
     let statement = client
-        .prepare_cached("SELECT id, lifecycle, voucher_count, published_at FROM campaigns")
+        .prepare_cached(
+            "SELECT id FROM campaigns
+             WHERE tenant_id = $1 AND trigger = 'first_login' AND lifecycle <> 'draft'",
+        )
         .await
         .map_err(database)?;
     client
-        .query(&statement, &[])
+        .query(&statement, &[tenant_id.as_uuid()])
         .await
         .map_err(database)?
         .iter()
-        .map(|row| {
-            let lifecycle: String = get(row, 1)?;
-            Ok(CampaignState {
-                id: CampaignId::from_uuid(get(row, 0)?),
-                lifecycle: Lifecycle::parse(&lifecycle).ok_or_else(|| corrupt(&lifecycle))?,
-                voucher_count: count(get(row, 2)?)?,
-                published_at: get(row, 3)?,
-            })
-        })
+        .map(|row| Ok(CampaignId::from_uuid(get(row, 0)?)))
         .collect()
 }
 

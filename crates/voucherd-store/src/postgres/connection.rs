@@ -36,6 +36,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "payments",
         include_str!("../../migrations/postgres/0002_payments.sql"),
     ),
+    (
+        3,
+        "campaign changes",
+        include_str!("../../migrations/postgres/0003_campaign_changes.sql"),
+    ),
+    (
+        4,
+        "gateway shares",
+        include_str!("../../migrations/postgres/0004_gateway_shares.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

@@ -16,6 +16,7 @@ mod connection;
 mod idempotency;
 mod payments;
 mod rows;
+mod shares;
 mod vouchers;
 
 use std::time::Duration;
@@ -28,11 +29,12 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
+use crate::model::ShareRequest;
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
-    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
-    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
+    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreResult};
 
@@ -167,7 +169,7 @@ impl Store for PostgresStore {
     async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>> {
         self.pools
             .run(Side::Primary, async |client| {
-                Ok(campaigns::select(client, Some(id)).await?.pop())
+                Ok(campaigns::select(client, Some(id), None).await?.pop())
             })
             .await
     }
@@ -175,15 +177,31 @@ impl Store for PostgresStore {
     async fn campaigns(&self) -> StoreResult<Vec<CampaignRecord>> {
         self.pools
             .run(Side::Primary, async |client| {
-                campaigns::select(client, None).await
+                campaigns::select(client, None, None).await
             })
             .await
     }
 
-    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
+    async fn campaigns_of(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignRecord>> {
         self.pools
             .run(Side::Primary, async |client| {
-                campaigns::states(client).await
+                campaigns::select(client, None, Some(tenant_id)).await
+            })
+            .await
+    }
+
+    async fn first_login_campaigns(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignId>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::first_login(client, tenant_id).await
+            })
+            .await
+    }
+
+    async fn campaign_changes(&self, since: Option<ChangeCursor>) -> StoreResult<CampaignChanges> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                campaigns::changes(client, since).await
             })
             .await
     }
@@ -431,6 +449,12 @@ impl Store for PostgresStore {
             .run(Side::Primary, async |client| {
                 idempotency::forget(client, before, limit).await
             })
+            .await
+    }
+
+    async fn share_gateway(&self, request: &ShareRequest) -> StoreResult<u32> {
+        self.pools
+            .transaction(async |transaction| shares::share(transaction, request).await)
             .await
     }
 }

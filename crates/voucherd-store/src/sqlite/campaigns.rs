@@ -6,14 +6,15 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::CampaignId;
+use voucherd_core::ids::{CampaignId, TenantId};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS};
 use crate::StoreResult;
 use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, LifecycleOutcome, StateCounts,
+    AddCodesOutcome, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor,
+    LifecycleOutcome, StateCounts,
 };
 
 /// How many seconds of claim history a report shows.
@@ -323,17 +324,29 @@ pub(crate) fn counts(
     })
 }
 
-pub(crate) fn states(connection: &Connection) -> StoreResult<Vec<CampaignState>> {
+/// Campaigns whose change number is past `since`, in change order.
+pub(crate) fn changes(
+    connection: &Connection,
+    since: Option<ChangeCursor>,
+) -> StoreResult<CampaignChanges> {
+    let since = since.map_or(-1, |cursor| cursor.0);
     let mut statement = connection
-        .prepare_cached("SELECT id, lifecycle, voucher_count, published_at FROM campaigns")
+        .prepare_cached(
+            "SELECT id, lifecycle, voucher_count, published_at, change_seq FROM campaigns
+             WHERE change_seq > ?1 ORDER BY change_seq",
+        )
         .map_err(database)?;
-    let mut found = statement.query([]).map_err(database)?;
+    let mut found = statement.query([since]).map_err(database)?;
     let mut states = Vec::new();
+    let mut next = since;
     while let Some(row) = found.next().map_err(database)? {
         let id: String = row.get(0).map_err(database)?;
         let lifecycle: String = row.get(1).map_err(database)?;
         let voucher_count: i64 = row.get(2).map_err(database)?;
         let published_at: Option<i64> = row.get(3).map_err(database)?;
+        let change_seq: i64 = row.get(4).map_err(database)?;
+        assert!(change_seq > next, "changes come in order");
+        next = change_seq;
         states.push(CampaignState {
             id: id
                 .parse()
@@ -343,7 +356,33 @@ pub(crate) fn states(connection: &Connection) -> StoreResult<Vec<CampaignState>>
             published_at: published_at.map(rows::timestamp).transpose()?,
         });
     }
-    Ok(states)
+    Ok(CampaignChanges {
+        states,
+        next: ChangeCursor(next),
+    })
+}
+
+/// The tenant's published `first_login` campaigns.
+pub(crate) fn first_login(
+    connection: &Connection,
+    tenant_id: TenantId,
+) -> StoreResult<Vec<CampaignId>> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT id FROM campaigns
+             WHERE tenant_id = ?1 AND trigger = 'first_login' AND lifecycle <> 'draft'",
+        )
+        .map_err(database)?;
+    let mut found = statement.query([tenant_id.to_string()]).map_err(database)?;
+    let mut ids = Vec::new();
+    while let Some(row) = found.next().map_err(database)? {
+        let id: String = row.get(0).map_err(database)?;
+        ids.push(
+            id.parse()
+                .map_err(|_| rows::corrupt(format!("bad id {id:?}")))?,
+        );
+    }
+    Ok(ids)
 }
 
 pub(crate) fn available_counts(

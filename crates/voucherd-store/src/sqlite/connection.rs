@@ -21,6 +21,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "payments",
         include_str!("../../migrations/sqlite/0002_payments.sql"),
     ),
+    (
+        3,
+        "campaign changes",
+        include_str!("../../migrations/sqlite/0003_campaign_changes.sql"),
+    ),
+    (
+        4,
+        "gateway shares",
+        include_str!("../../migrations/sqlite/0004_gateway_shares.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)

@@ -9,6 +9,7 @@ mod idempotency;
 mod payments;
 mod readers;
 mod rows;
+mod shares;
 mod vouchers;
 mod writer;
 
@@ -26,11 +27,12 @@ use self::connection::database;
 use self::readers::Readers;
 use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
+use crate::model::ShareRequest;
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignCounts, CampaignRecord, CampaignState, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderDetails,
-    PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome, StoredResponse, Tenant,
-    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
+    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -160,8 +162,25 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn campaign_states(&self) -> StoreResult<Vec<CampaignState>> {
-        self.readers.run(campaigns::states).await
+    async fn campaigns_of(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignRecord>> {
+        self.readers
+            .run(move |connection| {
+                let tenant_id = tenant_id.to_string();
+                campaigns::select(connection, "tenant_id = ?1", &[&tenant_id])
+            })
+            .await
+    }
+
+    async fn first_login_campaigns(&self, tenant_id: TenantId) -> StoreResult<Vec<CampaignId>> {
+        self.readers
+            .run(move |connection| campaigns::first_login(connection, tenant_id))
+            .await
+    }
+
+    async fn campaign_changes(&self, since: Option<ChangeCursor>) -> StoreResult<CampaignChanges> {
+        self.readers
+            .run(move |connection| campaigns::changes(connection, since))
+            .await
     }
 
     async fn available_counts(
@@ -406,6 +425,13 @@ impl Store for SqliteStore {
     async fn forget_responses(&self, before: Timestamp, limit: u32) -> StoreResult<u32> {
         self.writer
             .run(move |connection| idempotency::forget(connection, before, limit))
+            .await
+    }
+
+    async fn share_gateway(&self, request: &ShareRequest) -> StoreResult<u32> {
+        let request = request.clone();
+        self.writer
+            .run(move |connection| shares::share(connection, &request))
             .await
     }
 }

@@ -11,9 +11,9 @@ use voucherd_core::money::{Currency, Money};
 use voucherd_core::voucher::{VoucherRefusal, VoucherState};
 use voucherd_core::{SignedDuration, TimeZone, Timestamp};
 use voucherd_store::model::{
-    AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, CampaignRecord, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome, OrderRecord,
-    OrderStatus, PaymentCounts, PaymentStep, PaymentTask, ReleaseOutcome, Resolution,
+    AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, CampaignRecord, CampaignState,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
+    OrderRecord, OrderStatus, PaymentCounts, PaymentStep, PaymentTask, ReleaseOutcome, Resolution,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use voucherd_store::{OsEntropy, Store, StoreError};
@@ -926,28 +926,103 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
     let draft = draft_campaign(&store, tenant_id, coupon(Some(2))).await;
     let now = at(NOON);
     claim_all(&store, vec![claim(&live, "pia", now)], now).await;
-    let states = store.campaign_states().await.unwrap();
-    let state_of = |id| {
+    let changes = store.campaign_changes(None).await.unwrap();
+    let state_of = |states: &[CampaignState], id| {
         states
             .iter()
+            .rev()
             .find(|state| state.id == id)
+            .cloned()
             .expect("every campaign has a state")
     };
-    let live_state = state_of(live.id);
+    let live_state = state_of(&changes.states, live.id);
     assert_eq!(
         (live_state.lifecycle, live_state.voucher_count),
         (Lifecycle::Live, 3)
     );
     assert_eq!(live_state.published_at, live.published_at);
+    let draft_state = state_of(&changes.states, draft.id);
     assert_eq!(
-        (
-            state_of(draft.id).lifecycle,
-            state_of(draft.id).voucher_count
-        ),
+        (draft_state.lifecycle, draft_state.voucher_count),
         (Lifecycle::Draft, 0)
     );
     let available = store.available_counts(&[live.id, draft.id]).await.unwrap();
     assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
+
+    // From the cursor on: what changed after it is read, with its new state;
+    // a campaign nothing changed stops being read (on PostgreSQL once the
+    // transactions running anywhere on the server when it changed are over).
+    let generated = coupon(Some(2)).validate().unwrap();
+    let pattern = generated.code_pattern().unwrap();
+    let codes: Vec<VoucherCode> = (0..2).map(|_| pattern.generate(&mut OsEntropy)).collect();
+    store.add_codes(draft.id, &codes).await.unwrap();
+    let mut cursor = changes.next;
+    let mut seen_codes = false;
+    for _ in 0..200 {
+        let later = store.campaign_changes(Some(cursor)).await.unwrap();
+        cursor = later.next;
+        if later.states.iter().any(|state| state.id == draft.id) {
+            assert_eq!(state_of(&later.states, draft.id).voucher_count, 2);
+            seen_codes = true;
+        }
+        if seen_codes && later.states.iter().all(|state| state.id != live.id) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(seen_codes, "a draft's new codes are a change");
+    store
+        .change_lifecycle(draft.id, Lifecycle::Draft, Lifecycle::Live, now)
+        .await
+        .unwrap();
+    let published = store.campaign_changes(Some(cursor)).await.unwrap();
+    let draft_state = state_of(&published.states, draft.id);
+    assert_eq!(draft_state.lifecycle, Lifecycle::Live);
+    assert!(published.next.0 >= cursor.0, "the cursor never moves back");
+    let unchanged = store.campaign_changes(Some(published.next)).await.unwrap();
+    let mut cursor = unchanged.next;
+    for _ in 0..200 {
+        let later = store.campaign_changes(Some(cursor)).await.unwrap();
+        if later.states.iter().all(|state| state.id != live.id) {
+            cursor = later.next;
+            break;
+        }
+        cursor = later.next;
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // A claim is no campaign change to follow.
+    claim_all(&store, vec![claim(&live, "quinn", now)], now).await;
+    let after_claim = store.campaign_changes(Some(cursor)).await.unwrap();
+    assert!(
+        after_claim.states.iter().all(|state| state.id != live.id),
+        "a claim was followed as a campaign change: {after_claim:?}"
+    );
+
+    // Listing by tenant and the campaigns a login claims.
+    let other_tenant = new_tenant(&store).await;
+    draft_campaign(&store, other_tenant, coupon(Some(1))).await;
+    let mut ids: Vec<CampaignId> = store
+        .campaigns_of(tenant_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|campaign| campaign.id)
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![live.id, draft.id];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let login_draft = CampaignDraft {
+        trigger: Some("first_login".into()),
+        ..coupon(Some(1))
+    };
+    let granting = live_campaign(&store, tenant_id, login_draft.clone()).await;
+    draft_campaign(&store, tenant_id, login_draft.clone()).await;
+    live_campaign(&store, other_tenant, login_draft).await;
+    assert_eq!(
+        store.first_login_campaigns(tenant_id).await.unwrap(),
+        [granting.id]
+    );
 }
 
 pub fn sale(supply: i64) -> CampaignDraft {

@@ -240,9 +240,8 @@ async fn paid_kill_loop(
     println!("paid kill loop on {store}: {kills} kills, VOUCHERD_KILL_LOOP_SEED={seed}");
     let mut draws = Draws(seed);
     let gateways = gateways(seed % 1_000).await;
-    // Until nodes share a gateway's budget (issue 11), each node has its
-    // share of every gateway's rate.
-    let mut flags = gateway_flags(&gateways, RATE / node_count as u32);
+    // Nodes share each gateway's rate through the database.
+    let mut flags = gateway_flags(&gateways, RATE);
     flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut nodes: Vec<TestServer> = (0..node_count)
@@ -317,7 +316,7 @@ async fn assert_reservations_held(node: &TestServer, id: &str, reserved: &[Value
 /// Accepted orders settled once each; paid ones show their voucher; the
 /// captures at the gateways are the paid orders, each once, and the report's
 /// paid and issued counts agree with them. Answers (paid, captures).
-async fn assert_paid_exactly_once(
+pub async fn assert_paid_exactly_once(
     node: &Arc<TestServer>,
     id: &str,
     order_ids: &[String],

@@ -2,7 +2,7 @@
 //! across nodes, nodes following each other, a node killed, and the
 //! database restarted under them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -385,4 +385,152 @@ async fn a_write_on_one_node_is_answered_right_on_every_other_at_once() {
     assert_eq!(vouchers.len(), 1, "{listed}");
     assert_eq!(vouchers[0]["code"], code);
     assert_eq!(vouchers[0]["state"], "redeemed");
+}
+
+/// Three nodes on one PostgreSQL, none refreshing from the store during the
+/// test: every answer after a write on another node is right the first
+/// time, and a first-login campaign published on one node grants exactly
+/// its supply to logins spread over all three, each grant seen on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_answer_as_one_from_the_first_request() {
+    let database = TestDatabase::create(&server_url()).await;
+    let directory = tempfile::tempdir().unwrap();
+    let nodes: Vec<TestServer> = (0..3)
+        .map(|_| {
+            TestServer::start(
+                directory.path(),
+                &[
+                    "--database-url",
+                    &database.url,
+                    "--refresh-period-ms",
+                    "600000",
+                ],
+            )
+        })
+        .collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    let id = a
+        .live_campaign(
+            json!({"name": "One of three", "kind": "coupon", "supply": 5,
+            "lock_ttl_seconds": 60}),
+        )
+        .await;
+    let (status, seen) = c.get(&format!("/v1/campaigns/{id}"), &c.admin).await;
+    assert_eq!(
+        (status, seen["state"].as_str()),
+        (StatusCode::OK, Some("live")),
+        "{seen}"
+    );
+    let (status, listed) = b.get("/v1/campaigns", &b.admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|campaign| campaign["id"] == id),
+        "the list on another node has it: {listed}"
+    );
+    let (status, claimed) = b
+        .post(
+            &format!("/v1/campaigns/{id}/claims"),
+            &b.service,
+            json!({"user_id": "trio"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{claimed}");
+    let code = claimed["code"].as_str().unwrap().to_owned();
+    let act = |node: &TestServer, action: &str| {
+        let (node, path) = (node.handle(), format!("/v1/vouchers/{code}/{action}"));
+        async move {
+            node.post(&path, &node.service, json!({"user_id": "trio"}))
+                .await
+        }
+    };
+    let (status, locked) = act(c, "lock").await;
+    assert_eq!(
+        (status, locked["state"].as_str()),
+        (StatusCode::OK, Some("locked")),
+        "{locked}"
+    );
+    let (status, unlocked) = act(a, "unlock").await;
+    assert_eq!(
+        (status, unlocked["state"].as_str()),
+        (StatusCode::OK, Some("issued")),
+        "{unlocked}"
+    );
+    let (status, redeemed) = act(b, "redeem").await;
+    assert_eq!(
+        (status, redeemed["state"].as_str()),
+        (StatusCode::OK, Some("redeemed")),
+        "{redeemed}"
+    );
+    for node in &nodes {
+        let (status, held) = node.get("/v1/users/trio/vouchers", &node.service).await;
+        assert_eq!(status, StatusCode::OK, "{held}");
+        let vouchers = held["vouchers"].as_array().unwrap();
+        assert_eq!(vouchers.len(), 1, "{held}");
+        assert_eq!(vouchers[0]["state"], "redeemed", "{held}");
+    }
+
+    // First login, fired at right after publishing, from all three nodes.
+    const SUPPLY: usize = 20;
+    const USERS: usize = 90;
+    let welcome = c
+        .live_campaign(
+            json!({"name": "First 20 to log in", "kind": "coupon", "supply": SUPPLY,
+            "trigger": "first_login"}),
+        )
+        .await;
+    let logins: Vec<_> = (0..USERS * 2)
+        .map(|login| {
+            // Each user logs in twice, on two different nodes.
+            let node = nodes[login % 3].handle();
+            let user = format!("newcomer-{}", login % USERS);
+            tokio::spawn(async move {
+                let (status, answer) = node
+                    .post("/v1/events/login", &node.service, json!({"user_id": user}))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                (user, answer)
+            })
+        })
+        .collect();
+    let mut granted: HashMap<String, Vec<String>> = HashMap::new();
+    for login in logins {
+        let (user, answer) = login.await.unwrap();
+        for voucher in answer["granted"].as_array().unwrap() {
+            assert_eq!(voucher["campaign_id"], welcome);
+            granted
+                .entry(user.clone())
+                .or_default()
+                .push(voucher["code"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        granted.len(),
+        SUPPLY,
+        "exactly the supply granted: {granted:?}"
+    );
+    assert!(
+        granted.values().all(|codes| codes.len() == 1),
+        "nobody granted twice: {granted:?}"
+    );
+    for node in &nodes {
+        for (user, codes) in &granted {
+            let (status, held) = node
+                .get(&format!("/v1/users/{user}/vouchers"), &node.service)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{held}");
+            let held: Vec<&str> = held["vouchers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|voucher| voucher["campaign_id"] == welcome)
+                .filter_map(|voucher| voucher["code"].as_str())
+                .collect();
+            assert_eq!(held, [codes[0].as_str()], "{user} on {}", node.base);
+        }
+    }
 }

@@ -339,3 +339,144 @@ async fn a_gateway_that_goes_down_loses_its_traffic_and_gets_it_back() {
         "it is used again once it is back"
     );
 }
+
+/// Three nodes on one PostgreSQL and one gateway of 100 charges a second,
+/// configured `rate=100` on every node: together they keep within it (the
+/// gateway refuses next to nothing for its rate), and when one node is
+/// SIGKILLed the other two take its share and run at the full rate again
+/// within about two seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_gateways_rate_and_a_dead_nodes_share_returns() {
+    use crate::database::{TestDatabase, server_url};
+    let database = TestDatabase::create(&server_url()).await;
+    let gateway = Simulator::start(SimulatorConfig {
+        rate_per_second: RATE,
+        latency_ms: 5..=20,
+        decline_rate: 0.0,
+        timeout_rate: 0.0,
+        seed: Some(41),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("a gateway simulator");
+    let directory = tempfile::tempdir().unwrap();
+    let route = format!("name=solo,url={},rate={RATE},priority=1", gateway.url());
+    let flags = [
+        "--database-url",
+        &database.url,
+        "--gateway",
+        &route,
+        "--gateway-timeout-ms",
+        "1000",
+    ];
+    let mut nodes: Vec<TestServer> = (0..3)
+        .map(|_| TestServer::start(directory.path(), &flags))
+        .collect();
+    const BUYERS: usize = 1_200;
+    let id = sale(&nodes[0], BUYERS).await;
+    let handles: Vec<Arc<TestServer>> = nodes.iter().map(|node| Arc::new(node.handle())).collect();
+    let mut order_ids = Vec::new();
+    for (index, node) in handles.iter().enumerate() {
+        let buyers = BUYERS / handles.len();
+        let offset = index * buyers;
+        order_ids.extend(reserve_and_check_out_from(node, &id, offset, buyers).await);
+    }
+    let started = Instant::now();
+    while gateway.ledger().len() < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "payments did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = jiff::Timestamp::now();
+    nodes[2].kill();
+    let survivor = Arc::new(nodes[0].handle());
+    wait_settled(&survivor, &id, Duration::from_secs(180)).await;
+
+    let stats = gateway.stats();
+    assert!(
+        stats.accepted_per_second_max <= u64::from(RATE),
+        "{stats:?}"
+    );
+    assert!(
+        stats.rate_limited * 50 <= stats.captured + stats.declined,
+        "the nodes together sent past the gateway's rate: {stats:?}"
+    );
+    let ledger = gateway.ledger();
+    let in_second_from = |from: jiff::Timestamp| {
+        let until = from + jiff::SignedDuration::from_secs(1);
+        ledger
+            .iter()
+            .filter(|charge| charge.at >= from && charge.at < until)
+            .count()
+    };
+    let before = in_second_from(killed_at - jiff::SignedDuration::from_millis(1_500));
+    let back = in_second_from(killed_at + jiff::SignedDuration::from_millis(2_000));
+    let last = ledger.iter().map(|charge| charge.at).max().unwrap();
+    assert!(
+        last > killed_at + jiff::SignedDuration::from_secs(4),
+        "work was left for the survivors to show their rate"
+    );
+    eprintln!("charges a second: {before} before the kill, {back} from 2 s after it; {stats:?}");
+    assert!(
+        before as u32 >= RATE * 9 / 10,
+        "three nodes ran at the gateway's rate: {before}"
+    );
+    assert!(
+        back as u32 >= RATE * 9 / 10,
+        "two nodes back at the full rate 2 s after the kill: {back}"
+    );
+    crate::kill_loop::assert_paid_exactly_once(
+        &survivor,
+        &id,
+        &order_ids,
+        std::slice::from_ref(&gateway),
+    )
+    .await;
+}
+
+/// [`reserve_and_check_out`] for buyers `offset..offset + buyers`.
+async fn reserve_and_check_out_from(
+    server: &Arc<TestServer>,
+    id: &str,
+    offset: usize,
+    buyers: usize,
+) -> Vec<String> {
+    let gate = Arc::new(Semaphore::new(100));
+    let tasks: Vec<_> = (offset..offset + buyers)
+        .map(|index| {
+            let (server, id, gate) = (server.clone(), id.to_owned(), gate.clone());
+            tokio::spawn(async move {
+                let _slot = gate.acquire().await.unwrap();
+                let (status, reserved) = server
+                    .post(
+                        &format!("/v1/campaigns/{id}/claims"),
+                        &server.service,
+                        json!({"user_id": format!("shared-{index}")}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{reserved}");
+                let reservation = reserved["reservation_id"].as_str().unwrap();
+                let response = server
+                    .client
+                    .post(server.url(&format!("/v1/reservations/{reservation}/checkout")))
+                    .bearer_auth(&server.service)
+                    .header("idempotency-key", format!("shared-{index}"))
+                    .json(&json!({"email": format!("shared-{index}@example.com"),
+                        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123", "name": "Buyer"}}))
+                    .send()
+                    .await
+                    .expect("an answer");
+                assert_eq!(response.status(), StatusCode::ACCEPTED);
+                let body: Value = response.json().await.unwrap();
+                body["order_id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.push(task.await.unwrap());
+    }
+    orders
+}
