@@ -199,3 +199,161 @@ impl Drop for PrivateCluster {
             .status();
     }
 }
+
+/// A primary and a synchronous standby of the test's own: a commit is
+/// acknowledged only once the standby has it, so promoting the standby
+/// after the primary dies loses nothing a node acknowledged.
+pub struct ReplicatedPair {
+    directory: tempfile::TempDir,
+    pub primary_port: u16,
+    pub standby_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ReplicatedPair {
+    pub fn start() -> ReplicatedPair {
+        let directory = tempfile::Builder::new()
+            .prefix("voucherd-pg-pair-")
+            .tempdir()
+            .unwrap();
+        std::os::unix::fs::chown(directory.path(), Some(postgres_uid()), None)
+            .expect("handing the directory to postgres");
+        let pair = ReplicatedPair {
+            directory,
+            primary_port: free_port(),
+            standby_port: free_port(),
+        };
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pair.data("primary"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pair.pg_ctl_start(
+            "primary",
+            pair.primary_port,
+            "-c wal_level=replica -c max_wal_senders=4 -c synchronous_commit=on \
+             -c synchronous_standby_names=standby",
+        );
+        as_postgres(
+            "pg_basebackup",
+            &[
+                "-d",
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres application_name=standby",
+                    pair.primary_port
+                ),
+                "-D",
+                &pair.data("standby"),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        // Once promoted it waits for no standby of its own.
+        pair.pg_ctl_start("standby", pair.standby_port, "-c hot_standby=on");
+        pair.wait_until_synchronous();
+        pair
+    }
+
+    fn data(&self, which: &str) -> String {
+        self.directory
+            .path()
+            .join(which)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn pg_ctl_start(&self, which: &str, port: u16, settings: &str) {
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=on {settings}",
+            self.directory.path().display()
+        );
+        let log = self.directory.path().join(format!("{which}.log"));
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(which),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn wait_until_synchronous(&self) {
+        for _ in 0..300 {
+            let output = Command::new(postgres_bin("psql"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.primary_port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-tAc",
+                ])
+                .arg(
+                    "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'",
+                )
+                .output()
+                .expect("psql");
+            if String::from_utf8_lossy(&output.stdout).trim() == "sync" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the standby never became synchronous");
+    }
+
+    /// Both hosts; a node connects to whichever takes writes.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            self.primary_port, self.standby_port
+        )
+    }
+
+    /// The data centre goes dark: the primary dies without a checkpoint.
+    pub fn kill_primary(&self) {
+        as_postgres(
+            "pg_ctl",
+            &["-D", &self.data("primary"), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    pub fn promote_standby(&self) {
+        as_postgres("pg_ctl", &["-D", &self.data("standby"), "-w", "promote"]);
+    }
+}
+
+impl Drop for ReplicatedPair {
+    fn drop(&mut self) {
+        for which in ["primary", "standby"] {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(postgres_bin("pg_ctl"))
+                .args(["-D", &self.data(which), "-m", "immediate", "stop"])
+                .status();
+        }
+    }
+}

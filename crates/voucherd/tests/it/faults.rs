@@ -78,13 +78,13 @@ impl Drop for SmallDisk {
 }
 
 /// What the node answered one request, with its `Retry-After`.
-struct Answer {
-    status: StatusCode,
-    retry_after: Option<String>,
-    body: Value,
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after: Option<String>,
+    pub body: Value,
 }
 
-async fn send(server: &TestServer, path: &str, token: &str, body: Value) -> Answer {
+pub async fn send(server: &TestServer, path: &str, token: &str, body: Value) -> Answer {
     let response = server
         .client
         .post(server.url(path))
@@ -108,7 +108,7 @@ async fn send(server: &TestServer, path: &str, token: &str, body: Value) -> Answ
 }
 
 /// A refusal for a fault below the node: 503, with when to come back.
-fn assert_unavailable(answer: &Answer, what: &str) {
+pub fn assert_unavailable(answer: &Answer, what: &str) {
     assert_eq!(
         answer.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -341,9 +341,10 @@ async fn pump(
 
 /// Claims from distinct users, `workers` at a time, until told to stop;
 /// every answer kept with the user it was for.
-fn claim_until(
+pub fn claim_until(
     server: &TestServer,
     id: &str,
+    prefix: &str,
     workers: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<Vec<(String, Answer)>>> {
@@ -352,13 +353,14 @@ fn claim_until(
             let server = server.handle();
             let path = format!("/v1/campaigns/{id}/claims");
             let stop = stop.clone();
+            let prefix = prefix.to_owned();
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 for index in 0..100_000 {
                     if *stop.borrow() {
                         break;
                     }
-                    let user = format!("stall-{worker}-{index}");
+                    let user = format!("{prefix}-{worker}-{index}");
                     let answer =
                         send(&server, &path, &server.service, json!({"user_id": user})).await;
                     answers.push((user, answer));
@@ -389,7 +391,7 @@ async fn a_stalled_database_is_answered_503_and_the_node_recovers_without_a_rest
         .live_campaign(json!({"name": "Stall", "kind": "coupon", "supply": 20_000}))
         .await;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let workers = claim_until(&server, &id, 16, stopping);
+    let workers = claim_until(&server, &id, "stall", 16, stopping);
 
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     proxy.stall(true);

@@ -132,14 +132,14 @@ const PAID_KILL_AFTER_SPREAD: u64 = 300;
 
 /// What buyers were told: reservations (201) and accepted checkouts (202).
 #[derive(Default)]
-struct Told {
-    reserved: Vec<Value>,
-    orders: Vec<String>,
+pub struct Told {
+    pub reserved: Vec<Value>,
+    pub orders: Vec<String>,
 }
 
 /// Buyers `{prefix}-{index}` reserve on one node and check out on the next,
 /// 100 at a time; whatever a killed node left unanswered is not an answer.
-fn start_buyers(
+pub fn start_buyers(
     nodes: &[TestServer],
     id: &str,
     prefix: &str,
@@ -282,7 +282,7 @@ async fn paid_kill_loop(
 
 /// Every acknowledged reservation is its buyer's voucher at its rank (paid
 /// or not); no rank is held twice.
-async fn assert_reservations_held(node: &TestServer, id: &str, reserved: &[Value]) {
+pub async fn assert_reservations_held(node: &TestServer, id: &str, reserved: &[Value]) {
     let stored = node.export(id).await;
     let held: Vec<&Value> = stored
         .iter()

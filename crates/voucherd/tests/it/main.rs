@@ -4,6 +4,7 @@ mod burst;
 mod crash;
 mod crowd;
 mod database;
+mod failover;
 mod faults;
 mod kill_loop;
 mod load;
