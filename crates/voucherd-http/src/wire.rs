@@ -468,17 +468,30 @@ pub struct AddCodesBody {
 pub struct CodesAddedBody {
     pub added: u32,
     /// Codes refused because the tenant already has them (or the upload
-    /// repeats them); never merged.
+    /// repeats them); never merged. The first 1,000 of them, in the order
+    /// offered: `duplicates_count` says how many there were.
+    #[schema(max_items = 1_000)]
     pub duplicates: Vec<String>,
+    pub duplicates_count: u32,
     pub count: u32,
     pub supply: Option<u32>,
 }
 
 impl CodesAddedBody {
+    /// Duplicates an answer lists. Bounded, so that the answer to an upload
+    /// of any size stays small enough to be kept for an idempotent replay.
+    pub const DUPLICATES_SHOWN: usize = 1_000;
+
     pub fn new(added: CodesAdded, supply: Option<u32>) -> CodesAddedBody {
         CodesAddedBody {
             added: added.added,
-            duplicates: added.duplicates.iter().map(ToString::to_string).collect(),
+            duplicates: added
+                .duplicates
+                .iter()
+                .take(CodesAddedBody::DUPLICATES_SHOWN)
+                .map(ToString::to_string)
+                .collect(),
+            duplicates_count: u32::try_from(added.duplicates.len()).unwrap_or(u32::MAX),
             count: added.voucher_count,
             supply,
         }

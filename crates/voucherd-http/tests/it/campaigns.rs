@@ -40,12 +40,12 @@ async fn uploaded_codes_report_duplicates_and_gate_publishing() {
     assert_eq!(added.status, StatusCode::OK, "{}", added.text);
     assert_eq!(
         added.body,
-        json!({"added": 2, "duplicates": ["BOOK-1"], "count": 2, "supply": 4})
+        json!({"added": 2, "duplicates": ["BOOK-1"], "duplicates_count": 1, "count": 2, "supply": 4})
     );
     let csv = upload_csv(&app, &id, "code\nBOOK-2\nBOOK-3,extra column\n\"BOOK-4\"\n").await;
     assert_eq!(
         csv.body,
-        json!({"added": 2, "duplicates": ["BOOK-2"], "count": 4, "supply": 4}),
+        json!({"added": 2, "duplicates": ["BOOK-2"], "duplicates_count": 1, "count": 4, "supply": 4}),
         "{}",
         csv.text
     );
