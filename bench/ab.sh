@@ -32,7 +32,7 @@ drop_db() {
 }
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; drop_db || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+. bench/lib.sh
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 
 # one BIN: starts it on a fresh store, runs wrk, prints one line.
@@ -52,7 +52,7 @@ one() {
   supply=$([ "$MODE" = soldout ] && echo 1 || echo 500000)
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
     -H 'Content-Type: application/json' -d "{\"name\":\"ab\",\"kind\":\"coupon\",\"supply\":$supply}" | json '["id"]')
-  curl -s -X POST "$url/v1/campaigns/$id/publish" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" >/dev/null
+  publish_live "$url" "$id"
   if [ "$MODE" = soldout ]; then
     curl -s -X POST "$url/v1/campaigns/$id/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
       -H 'Content-Type: application/json' -d '{"user_id":"first"}' >/dev/null

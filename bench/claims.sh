@@ -22,7 +22,7 @@ SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+. bench/lib.sh
 
 # run NAME BACKEND EXTRA_FLAGS...
 run() {
@@ -43,7 +43,7 @@ run() {
   local id
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
     -H 'Content-Type: application/json' -d "{\"name\":\"bench\",\"kind\":\"coupon\",\"supply\":$SUPPLY}" | json '["id"]')
-  curl -s -X POST "$url/v1/campaigns/$id/publish" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" >/dev/null
+  publish_live "$url" "$id"
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/claim.lua \
     -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$url/v1/campaigns/$id/claims" >"$dir/wrk"
   local issued p99

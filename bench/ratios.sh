@@ -18,7 +18,7 @@ WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+. bench/lib.sh
 
 RUST_LOG=warn target/release/voucherd serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
@@ -29,7 +29,7 @@ campaign() {
   local id
   id=$(curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
     -H 'Content-Type: application/json' -d "{\"name\":\"bench\",\"kind\":\"coupon\",\"supply\":$1}" | json '["id"]')
-  curl -s -X POST "$URL/v1/campaigns/$id/publish" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" >/dev/null
+  publish_live "$URL" "$id"
   echo "$id"
 }
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }

@@ -41,7 +41,10 @@ pub struct CampaignEntry {
     changes: AtomicU64,
     /// Held while the campaign is being published, so that two publishes
     /// of one campaign do not make its codes at once.
-    pub(crate) publishing: tokio::sync::Mutex<()>,
+    pub(crate) publishing: Arc<tokio::sync::Mutex<()>>,
+    /// Why the last publish on this node that went on after its answer
+    /// did not make the campaign live.
+    pub(crate) publish_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// A consistent copy of a campaign's changing parts.
@@ -53,6 +56,10 @@ pub struct CampaignView {
     pub voucher_count: u32,
     /// `None` for an unlimited supply.
     pub remaining: Option<u64>,
+    /// This node is making the campaign's codes to publish it.
+    pub publishing: bool,
+    /// Why a publish that went on after its answer stopped short.
+    pub publish_failure: Option<String>,
 }
 
 impl CampaignView {
@@ -83,7 +90,8 @@ impl CampaignEntry {
             remaining: AtomicI64::new(remaining),
             claims_at_store: AtomicI64::new(0),
             changes: AtomicU64::new(0),
-            publishing: tokio::sync::Mutex::new(()),
+            publishing: Arc::new(tokio::sync::Mutex::new(())),
+            publish_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -136,6 +144,12 @@ impl CampaignEntry {
             published_at: state.published_at,
             voucher_count: state.voucher_count,
             remaining,
+            publishing: self.publishing.try_lock().is_err(),
+            publish_failure: self
+                .publish_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -150,6 +164,13 @@ impl CampaignEntry {
     /// Takes the lifecycle and size another node gave the campaign.
     pub fn follow(&self, state: &CampaignState) {
         *self.state.write().unwrap_or_else(PoisonError::into_inner) = state.clone();
+    }
+
+    pub(crate) fn set_publish_failure(&self, failure: Option<String>) {
+        *self
+            .publish_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = failure;
     }
 
     pub fn set_voucher_count(&self, voucher_count: u32) {

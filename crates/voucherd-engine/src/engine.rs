@@ -36,8 +36,12 @@ pub struct EngineConfig {
     pub claims: ClaimLimits,
     /// Codes one request may upload or generate.
     pub codes_per_request_max: u32,
-    /// Codes sent to the store in one call while publishing.
-    pub codes_per_insert_max: u32,
+    /// Codes sent to the store in one call while publishing: one slice, the
+    /// most a claim waits behind on the SQLite writer.
+    pub codes_per_slice: u32,
+    /// A publish that must make more codes than this answers at once and
+    /// makes them after its answer; one with fewer answers when live.
+    pub codes_made_before_answer_max: u32,
     /// How long a response is replayed for its idempotency key.
     pub idempotency_ttl: SignedDuration,
     /// Rows one sweep of a worker touches at most.
@@ -60,7 +64,8 @@ impl Default for EngineConfig {
         EngineConfig {
             claims: ClaimLimits::default(),
             codes_per_request_max: 100_000,
-            codes_per_insert_max: 10_000,
+            codes_per_slice: 2_000,
+            codes_made_before_answer_max: 100_000,
             idempotency_ttl: SignedDuration::from_hours(24),
             sweep_limit: 10_000,
             payments: None,
@@ -383,29 +388,63 @@ impl Engine {
 
     /// Publishes a draft: generates the codes still missing when the
     /// campaign has a pattern, then makes it live.
+    ///
+    /// When more codes are missing than `codes_made_before_answer_max`, the
+    /// answer comes at once with the campaign still a draft and `publishing`
+    /// set; the codes
+    /// are made slice by slice (a claim on any campaign waits behind one
+    /// slice at most) and the campaign goes live when the last exists.
+    /// Claims are refused until then: a campaign is claimable only with its
+    /// whole supply of codes. A node that dies meanwhile leaves a draft with
+    /// the codes made so far; publishing again makes the rest.
     pub async fn publish(
         self: &Arc<Self>,
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
         let entry = self.known_entry(tenant_id, id).await?;
+        let Ok(held) = entry.publishing.clone().try_lock_owned() else {
+            // Under way: what it has made so far.
+            return Ok(entry.view());
+        };
+        let missing = match entry.spec().supply {
+            Supply::Limited(supply) => supply.saturating_sub(entry.view().voucher_count),
+            Supply::Unlimited => 0,
+        };
+        let long = entry.lifecycle() == Lifecycle::Draft
+            && matches!(entry.spec().codes, CodeSource::Pattern(_))
+            && missing > self.config.codes_made_before_answer_max;
         let engine = self.clone();
-        // Making a large supply of codes takes a while: it runs in a task of
-        // its own, so that a client that stops waiting does not stop it, and
-        // publishing again waits for the publishing under way.
-        tokio::spawn(async move {
-            let _publishing = entry.publishing.lock().await;
-            if entry.lifecycle() == Lifecycle::Draft {
-                engine.generate_missing_codes(&entry).await?;
+        let publishing = entry.clone();
+        // The work runs in a task of its own, holding the lock taken above,
+        // so that a client that stops waiting does not stop it, and
+        // publishing again while it runs answers what it made so far.
+        let task = tokio::spawn(async move {
+            let _held = held;
+            publishing.set_publish_failure(None);
+            let published = async {
+                if publishing.lifecycle() == Lifecycle::Draft {
+                    engine.generate_missing_codes(&publishing).await?;
+                }
+                engine
+                    .change_lifecycle(&publishing, Lifecycle::Draft, Lifecycle::Live)
+                    .await
             }
-            engine
-                .change_lifecycle(&entry, Lifecycle::Draft, Lifecycle::Live)
-                .await
-        })
-        .await
-        .map_err(|error| {
+            .await;
+            if let Err(error) = &published {
+                tracing::warn!(%error, campaign = %publishing.id(), "publishing stopped short");
+                publishing.set_publish_failure(Some(error.to_string()));
+            }
+            published
+        });
+        if long {
+            return Ok(entry.view());
+        }
+        let published = task.await.map_err(|error| {
             EngineError::Internal(voucherd_store::StoreError::Database(Box::new(error)))
-        })?
+        })?;
+        // Seen after the task let go of the lock: no longer publishing.
+        published.map(|_| entry.view())
     }
 
     async fn generate_missing_codes(&self, entry: &CampaignEntry) -> Result<(), EngineError> {
@@ -424,7 +463,7 @@ impl Engine {
             if missing == 0 {
                 return Ok(());
             }
-            let chunk = missing.min(self.config.codes_per_insert_max);
+            let chunk = missing.min(self.config.codes_per_slice);
             let codes: Vec<VoucherCode> = (0..chunk)
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();

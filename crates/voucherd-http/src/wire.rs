@@ -218,6 +218,11 @@ pub struct CodesBody {
     pub upload: bool,
     /// Codes (vouchers) made so far.
     pub count: u32,
+    /// A publish is making the rest of the codes; the campaign goes live
+    /// when `count` reaches `supply`. Said by the node doing it.
+    pub publishing: bool,
+    /// Why the last publish that went on after its answer stopped short.
+    pub publish_failure: Option<String>,
 }
 
 /// The price the next claim would get.
@@ -313,6 +318,8 @@ impl CampaignBody {
                 pattern: spec.code_pattern().map(|pattern| pattern.as_str().into()),
                 upload: spec.codes == CodeSource::Upload,
                 count: view.voucher_count,
+                publishing: view.publishing,
+                publish_failure: view.publish_failure.clone(),
             },
             state: view.status(now).as_str().into(),
             sold_out: view.sold_out(),

@@ -263,10 +263,27 @@ impl Api {
         Ok(campaign.id)
     }
 
+    /// Publishes and waits until the campaign is live: a publish that must
+    /// make many codes answers 202 at once and makes them afterwards.
     pub async fn publish(&self, campaign_id: &str) -> Result<(), LoadError> {
         let path = format!("/v1/campaigns/{campaign_id}/publish");
         let sent = self.post(0, &path, Role::Admin, None, None).await;
-        Api::expect::<CampaignWire>("publishing a campaign", sent, &[200]).map(drop)
+        let mut campaign: CampaignWire = Api::expect("publishing a campaign", sent, &[200, 202])?;
+        let campaign_path = format!("/v1/campaigns/{campaign_id}");
+        // Bounded: making 5,000,000 codes takes minutes, not hours.
+        for _ in 0..36_000 {
+            if campaign.state != "draft" {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let sent = self.get(0, &campaign_path, Role::Admin).await;
+            campaign = Api::expect("waiting for a campaign to go live", sent, &[200])?;
+        }
+        Err(LoadError::Refused {
+            what: "waiting for a campaign to go live".into(),
+            status: 202,
+            body: format!("campaign {campaign_id} was still a draft an hour after publishing"),
+        })
     }
 
     pub async fn pause(&self, campaign_id: &str) -> Result<(), LoadError> {

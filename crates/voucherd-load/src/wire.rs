@@ -9,6 +9,9 @@ pub struct CampaignWire {
     pub id: String,
     #[serde(default)]
     pub remaining: Option<u64>,
+    /// `draft` while a publish answered 202 is still making its codes.
+    #[serde(default)]
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

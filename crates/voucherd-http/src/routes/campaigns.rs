@@ -283,12 +283,36 @@ macro_rules! lifecycle_route {
     };
 }
 
-lifecycle_route!(
-    publish,
-    "/v1/campaigns/{id}/publish",
-    publish,
-    "Makes a draft live, generating the codes still missing when the campaign has a pattern."
-);
+#[utoipa::path(post, path = "/v1/campaigns/{id}/publish", tag = "campaigns",
+    description = "Makes a draft live, generating the codes still missing when the campaign has a pattern. \
+        When more than 100,000 codes are missing the answer is 202 at once, the campaign still a draft \
+        with `codes.publishing`; it goes live when the last code exists (`codes.count` reaches `supply`). \
+        Publishing again meanwhile answers 202 with what is made so far.",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Live", body = CampaignBody),
+        (status = 202, description = "Codes are being made; live when done", body = CampaignBody),
+        (status = 404, body = ProblemBody),
+        (status = 409, description = "Wrong state, or codes missing", body = ProblemBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn publish(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CampaignBody>), Problem> {
+    principal.require_admin()?;
+    let view = state
+        .engine
+        .publish(principal.tenant_id(), campaign_id(&id)?)
+        .await?;
+    let status = if view.publishing {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(CampaignBody::new(&view, state.engine.now()))))
+}
 lifecycle_route!(
     pause,
     "/v1/campaigns/{id}/pause",

@@ -1,5 +1,6 @@
 //! The real `voucherd` binary over real TCP: bursts, crashes, shutdown.
 
+mod admin;
 mod burst;
 mod crash;
 mod crowd;
