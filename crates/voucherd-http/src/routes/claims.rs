@@ -73,23 +73,18 @@ pub async fn claim(
         .engine
         .claim(principal.tenant_id(), campaign_id, user_id)
         .await?;
+    // A refusal (sold out, the crowd's usual answer) needs no campaign.
+    let (status, voucher) = match answer {
+        ClaimAnswer::Claimed(voucher) => (StatusCode::CREATED, voucher),
+        ClaimAnswer::AlreadyHeld(voucher) => (StatusCode::OK, voucher),
+        ClaimAnswer::Refused(refusal) => return Err(refusal_problem(refusal)),
+    };
     let view = state
         .engine
         .campaign(principal.tenant_id(), campaign_id)
         .await?;
-    let spec = &view.record.spec;
-    let now = state.engine.now();
-    match answer {
-        ClaimAnswer::Claimed(voucher) => Ok((
-            StatusCode::CREATED,
-            Json(VoucherBody::new(&voucher, spec, now)),
-        )
-            .into_response()),
-        ClaimAnswer::AlreadyHeld(voucher) => {
-            Ok((StatusCode::OK, Json(VoucherBody::new(&voucher, spec, now))).into_response())
-        }
-        ClaimAnswer::Refused(refusal) => Err(refusal_problem(refusal)),
-    }
+    let body = VoucherBody::new(&voucher, &view.record.spec, state.engine.now());
+    Ok((status, Json(body)).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/events/login", tag = "claims",
