@@ -76,8 +76,18 @@ pub async fn sale(server: &TestServer, supply: usize) -> String {
 /// Reserves one voucher for each of `buyers` users, then checks all of them
 /// out at once; answers the order ids.
 async fn reserve_and_check_out(server: &Arc<TestServer>, id: &str, buyers: usize) -> Vec<String> {
+    reserve_and_check_out_from(server, id, 0, buyers).await
+}
+
+/// [`reserve_and_check_out`] for buyers `offset..offset + buyers`.
+async fn reserve_and_check_out_from(
+    server: &Arc<TestServer>,
+    id: &str,
+    offset: usize,
+    buyers: usize,
+) -> Vec<String> {
     let gate = Arc::new(Semaphore::new(300));
-    let tasks: Vec<_> = (0..buyers)
+    let tasks: Vec<_> = (offset..offset + buyers)
         .map(|index| {
             let (server, id, gate) = (server.clone(), id.to_owned(), gate.clone());
             tokio::spawn(async move {
@@ -101,8 +111,8 @@ async fn reserve_and_check_out(server: &Arc<TestServer>, id: &str, buyers: usize
     }
     let tasks: Vec<_> = reservations
         .into_iter()
-        .enumerate()
-        .map(|(index, reservation)| {
+        .zip(offset..)
+        .map(|(reservation, index)| {
             let (server, gate) = (server.clone(), gate.clone());
             tokio::spawn(async move {
                 let _slot = gate.acquire().await.unwrap();
@@ -434,49 +444,4 @@ async fn three_nodes_share_one_gateways_rate_and_a_dead_nodes_share_returns() {
         std::slice::from_ref(&gateway),
     )
     .await;
-}
-
-/// [`reserve_and_check_out`] for buyers `offset..offset + buyers`.
-async fn reserve_and_check_out_from(
-    server: &Arc<TestServer>,
-    id: &str,
-    offset: usize,
-    buyers: usize,
-) -> Vec<String> {
-    let gate = Arc::new(Semaphore::new(100));
-    let tasks: Vec<_> = (offset..offset + buyers)
-        .map(|index| {
-            let (server, id, gate) = (server.clone(), id.to_owned(), gate.clone());
-            tokio::spawn(async move {
-                let _slot = gate.acquire().await.unwrap();
-                let (status, reserved) = server
-                    .post(
-                        &format!("/v1/campaigns/{id}/claims"),
-                        &server.service,
-                        json!({"user_id": format!("shared-{index}")}),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::CREATED, "{reserved}");
-                let reservation = reserved["reservation_id"].as_str().unwrap();
-                let response = server
-                    .client
-                    .post(server.url(&format!("/v1/reservations/{reservation}/checkout")))
-                    .bearer_auth(&server.service)
-                    .header("idempotency-key", format!("shared-{index}"))
-                    .json(&json!({"email": format!("shared-{index}@example.com"),
-                        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123", "name": "Buyer"}}))
-                    .send()
-                    .await
-                    .expect("an answer");
-                assert_eq!(response.status(), StatusCode::ACCEPTED);
-                let body: Value = response.json().await.unwrap();
-                body["order_id"].as_str().unwrap().to_owned()
-            })
-        })
-        .collect();
-    let mut orders = Vec::new();
-    for task in tasks {
-        orders.push(task.await.unwrap());
-    }
-    orders
 }
