@@ -208,10 +208,13 @@ pub fn verify(
     if claims.iss != ISSUER {
         return Err(invalid());
     }
-    if claims.exp + CLOCK_SKEW_SECONDS <= now_seconds {
+    // Saturating: a tenant minting its own tokens may write any i64, and
+    // `exp` at i64::MAX means "never", not an overflow.
+    let valid_until = claims.exp.saturating_add(CLOCK_SKEW_SECONDS);
+    if valid_until <= now_seconds {
         return Err(Problem::unauthorized("the token has expired"));
     }
-    if claims.iat - CLOCK_SKEW_SECONDS > now_seconds {
+    if claims.iat.saturating_sub(CLOCK_SKEW_SECONDS) > now_seconds {
         return Err(Problem::unauthorized("the token is not valid yet"));
     }
     let subject = claims
@@ -231,7 +234,7 @@ pub fn verify(
             role: claims.role,
             subject,
         },
-        claims.exp + CLOCK_SKEW_SECONDS,
+        valid_until,
     ))
 }
 
@@ -391,6 +394,44 @@ mod tests {
             verify(&forged, lookup, now).is_err(),
             "signed with another key"
         );
+    }
+
+    /// A token over `claims` as written, signed with `tenant`'s key, as a
+    /// tenant minting its own tokens would make it.
+    fn signed_by(tenant: &Tenant, claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let signature = URL_SAFE_NO_PAD.encode(sign(&tenant.signing_key, signing_input.as_bytes()));
+        format!("{signing_input}.{signature}")
+    }
+
+    /// Found fuzzing `verify` with claims the tenant signed itself:
+    /// `exp + 30` overflowed at i64::MAX (a panic in debug builds,
+    /// "expired" after wrapping in release ones), and `iat - 30` at
+    /// i64::MIN.
+    #[test]
+    fn times_at_the_ends_of_i64_are_answered_not_overflowed() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |_| Some(one.clone());
+        let id = one.tenant.id;
+        let never_expires = signed_by(
+            &one.tenant,
+            &format!(
+                r#"{{"iss":"voucherd","tenant":"{id}","role":"admin","iat":0,"exp":{}}}"#,
+                i64::MAX
+            ),
+        );
+        let (_, valid_until) = verify(&never_expires, lookup, now).unwrap();
+        assert_eq!(valid_until, i64::MAX);
+        let issued_at_the_start = signed_by(
+            &one.tenant,
+            &format!(
+                r#"{{"iss":"voucherd","tenant":"{id}","role":"admin","iat":{},"exp":1800000060}}"#,
+                i64::MIN
+            ),
+        );
+        assert!(verify(&issued_at_the_start, lookup, now).is_ok());
     }
 
     #[test]
