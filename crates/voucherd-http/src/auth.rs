@@ -292,8 +292,14 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
+/// A token part: base64url of a JSON object. serde reads a struct from an
+/// array just as well, but a JWS header and a JWT claims set are objects
+/// (RFC 7515 §4, RFC 7519 §7.2), so anything else is refused.
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -432,6 +438,36 @@ mod tests {
             ),
         );
         assert!(verify(&issued_at_the_start, lookup, now).is_ok());
+    }
+
+    /// JWS headers and JWT claims sets are JSON objects (RFC 7515 §4,
+    /// RFC 7519 §7.2); serde would read a struct from an array too.
+    #[test]
+    fn a_header_or_claims_that_are_not_objects_are_refused() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |_| Some(one.clone());
+        let id = one.tenant.id;
+        let array = signed_by(
+            &one.tenant,
+            &format!(r#"["voucherd","{id}","admin",null,1800000000,1800003600]"#),
+        );
+        assert!(verify(&array, lookup, now).is_err());
+        let object = signed_by(
+            &one.tenant,
+            &format!(
+                r#" {{"iss":"voucherd","tenant":"{id}","role":"admin","iat":1800000000,"exp":1800003600}}"#
+            ),
+        );
+        assert!(
+            verify(&object, lookup, now).is_ok(),
+            "whitespace before the object"
+        );
+        let payload = object.split('.').nth(1).unwrap();
+        let array_header = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(br#"["HS256"]"#));
+        let signature =
+            URL_SAFE_NO_PAD.encode(sign(&one.tenant.signing_key, array_header.as_bytes()));
+        assert!(verify(&format!("{array_header}.{signature}"), lookup, now).is_err());
     }
 
     #[test]
