@@ -714,18 +714,20 @@ fn whole_second(second: i64) -> Timestamp {
 
 /// Parses how long a voucher stays valid after issue: an ISO 8601 duration
 /// (`P30D`, `PT12H`) or jiff's friendly form (`30 days`), days being 24 hours.
+/// It must come to whole seconds: the API shows it as `PT{seconds}S`, so
+/// `PT0.5S` would be shown as `PT0S` and could not be sent back.
 fn parse_validity(text: &str) -> Result<SignedDuration, Invalid> {
     let invalid = || {
         Invalid::one(
             "voucher_valid_for",
-            "must be a positive duration in days, hours, minutes or seconds, e.g. P30D",
+            "must be a positive duration in days, hours, minutes or whole seconds, e.g. P30D",
         )
     };
     let span: Span = text.parse().map_err(|_| invalid())?;
     let duration = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
         .map_err(|_| invalid())?;
-    if duration.is_positive() {
+    if duration.is_positive() && duration.subsec_nanos() == 0 {
         Ok(duration)
     } else {
         Err(invalid())
@@ -912,6 +914,7 @@ mod tests {
             ("P30D", 30 * 86_400),
             ("PT12H", 12 * 3_600),
             ("2 days", 2 * 86_400),
+            ("PT1.5H", 5_400),
         ] {
             let draft = CampaignDraft {
                 voucher_expires_at: None,
@@ -926,7 +929,9 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["P1M", "-P1D", "PT0S", "soon"] {
+        // Caught by the json_bodies fuzz target: "PT0.5S" was taken, shown
+        // as "PT0S", and refused when sent back.
+        for bad in ["P1M", "-P1D", "PT0S", "soon", "PT0.5S", "PT1.000001S"] {
             let draft = CampaignDraft {
                 voucher_expires_at: None,
                 voucher_valid_for: Some(bad.into()),
