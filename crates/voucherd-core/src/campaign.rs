@@ -685,8 +685,18 @@ fn optional_timestamp(field: &str, text: &Option<String>) -> Result<Option<Times
 /// time past the last instant the engine can hold (9999-12-30T22:00:00Z,
 /// where "9999-12-31T23:59:59Z" meaning "never" lands) is refused with
 /// that bound named, not as malformed.
+///
+/// Campaign times are whole milliseconds, as both stores keep them, and a
+/// finer time is cut to its millisecond here: otherwise the node that took
+/// the campaign would hold one instant in memory and every node reading
+/// it back another, and `ends_at` a microsecond after `starts_at` would
+/// pass validation and be stored equal to it.
 pub fn parse_timestamp(field: &str, text: &str) -> Result<Timestamp, Invalid> {
-    text.parse::<Timestamp>().map_err(|_| {
+    let parsed = text.parse::<Timestamp>();
+    let to_the_millisecond = |timestamp: Timestamp| {
+        Timestamp::from_millisecond(timestamp.as_millisecond()).unwrap_or(timestamp)
+    };
+    parsed.map(to_the_millisecond).map_err(|_| {
         let well_formed = jiff::fmt::temporal::DateTimeParser::new()
             .parse_pieces(text)
             .is_ok_and(|pieces| pieces.offset().is_some() && pieces.time().is_some());
@@ -748,6 +758,22 @@ mod tests {
         let last = parse_timestamp("ends_at", "9999-12-30T22:00:00Z").unwrap();
         assert_eq!(last.as_second(), Timestamp::MAX.as_second());
         assert!(parse_timestamp("ends_at", "2026-12-01T19:00:00+07:00").is_ok());
+    }
+
+    /// Caught by the json_bodies fuzz target: a time finer than the
+    /// stores' millisecond was held in memory as given and stored cut.
+    #[test]
+    fn times_are_kept_to_the_millisecond() {
+        let cut = parse_timestamp("starts_at", "2026-12-01T12:00:00.2501999Z").unwrap();
+        assert_eq!(cut, "2026-12-01T12:00:00.250Z".parse().unwrap());
+        check_refused(
+            CampaignDraft {
+                starts_at: Some("2026-12-01T12:00:00.0001Z".into()),
+                ends_at: Some("2026-12-01T12:00:00.0009Z".into()),
+                ..hot_deal()
+            },
+            &["ends_at"],
+        );
     }
 
     fn hot_deal() -> CampaignDraft {
