@@ -23,7 +23,14 @@ pub struct Row {
 /// Reads every row's code, or the problem with the first row that cannot
 /// be read.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, Problem> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // csv-core takes off one byte order mark at the start itself and
+    // counts it in its positions, so it is not taken off here (a second
+    // one would go with it); a row starts after it, never inside it.
+    let mark_length = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -34,7 +41,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, Problem> {
     let mut column = 0;
     let mut first = true;
     loop {
-        let start = reader.position().byte() as usize;
+        let start = (reader.position().byte() as usize).max(mark_length);
         let read = reader
             .read_byte_record(&mut record)
             .map_err(|error| Problem::malformed(format!("the CSV cannot be read: {error}")))?;
