@@ -685,8 +685,18 @@ fn optional_timestamp(field: &str, text: &Option<String>) -> Result<Option<Times
 /// time past the last instant the engine can hold (9999-12-30T22:00:00Z,
 /// where "9999-12-31T23:59:59Z" meaning "never" lands) is refused with
 /// that bound named, not as malformed.
+///
+/// Campaign times are whole milliseconds, as both stores keep them, and a
+/// finer time is cut to its millisecond here: otherwise the node that took
+/// the campaign would hold one instant in memory and every node reading
+/// it back another, and `ends_at` a microsecond after `starts_at` would
+/// pass validation and be stored equal to it.
 pub fn parse_timestamp(field: &str, text: &str) -> Result<Timestamp, Invalid> {
-    text.parse::<Timestamp>().map_err(|_| {
+    let parsed = text.parse::<Timestamp>();
+    let to_the_millisecond = |timestamp: Timestamp| {
+        Timestamp::from_millisecond(timestamp.as_millisecond()).unwrap_or(timestamp)
+    };
+    parsed.map(to_the_millisecond).map_err(|_| {
         let well_formed = jiff::fmt::temporal::DateTimeParser::new()
             .parse_pieces(text)
             .is_ok_and(|pieces| pieces.offset().is_some() && pieces.time().is_some());
@@ -714,18 +724,20 @@ fn whole_second(second: i64) -> Timestamp {
 
 /// Parses how long a voucher stays valid after issue: an ISO 8601 duration
 /// (`P30D`, `PT12H`) or jiff's friendly form (`30 days`), days being 24 hours.
+/// It must come to whole seconds: the API shows it as `PT{seconds}S`, so
+/// `PT0.5S` would be shown as `PT0S` and could not be sent back.
 fn parse_validity(text: &str) -> Result<SignedDuration, Invalid> {
     let invalid = || {
         Invalid::one(
             "voucher_valid_for",
-            "must be a positive duration in days, hours, minutes or seconds, e.g. P30D",
+            "must be a positive duration in days, hours, minutes or whole seconds, e.g. P30D",
         )
     };
     let span: Span = text.parse().map_err(|_| invalid())?;
     let duration = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
         .map_err(|_| invalid())?;
-    if duration.is_positive() {
+    if duration.is_positive() && duration.subsec_nanos() == 0 {
         Ok(duration)
     } else {
         Err(invalid())
@@ -746,6 +758,22 @@ mod tests {
         let last = parse_timestamp("ends_at", "9999-12-30T22:00:00Z").unwrap();
         assert_eq!(last.as_second(), Timestamp::MAX.as_second());
         assert!(parse_timestamp("ends_at", "2026-12-01T19:00:00+07:00").is_ok());
+    }
+
+    /// Caught by the json_bodies fuzz target: a time finer than the
+    /// stores' millisecond was held in memory as given and stored cut.
+    #[test]
+    fn times_are_kept_to_the_millisecond() {
+        let cut = parse_timestamp("starts_at", "2026-12-01T12:00:00.2501999Z").unwrap();
+        assert_eq!(cut, "2026-12-01T12:00:00.250Z".parse().unwrap());
+        check_refused(
+            CampaignDraft {
+                starts_at: Some("2026-12-01T12:00:00.0001Z".into()),
+                ends_at: Some("2026-12-01T12:00:00.0009Z".into()),
+                ..hot_deal()
+            },
+            &["ends_at"],
+        );
     }
 
     fn hot_deal() -> CampaignDraft {
@@ -912,6 +940,7 @@ mod tests {
             ("P30D", 30 * 86_400),
             ("PT12H", 12 * 3_600),
             ("2 days", 2 * 86_400),
+            ("PT1.5H", 5_400),
         ] {
             let draft = CampaignDraft {
                 voucher_expires_at: None,
@@ -926,7 +955,9 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["P1M", "-P1D", "PT0S", "soon"] {
+        // Caught by the json_bodies fuzz target: "PT0.5S" was taken, shown
+        // as "PT0S", and refused when sent back.
+        for bad in ["P1M", "-P1D", "PT0S", "soon", "PT0.5S", "PT1.000001S"] {
             let draft = CampaignDraft {
                 voucher_expires_at: None,
                 voucher_valid_for: Some(bad.into()),

@@ -208,10 +208,13 @@ pub fn verify(
     if claims.iss != ISSUER {
         return Err(invalid());
     }
-    if claims.exp + CLOCK_SKEW_SECONDS <= now_seconds {
+    // Saturating: a tenant minting its own tokens may write any i64, and
+    // `exp` at i64::MAX means "never", not an overflow.
+    let valid_until = claims.exp.saturating_add(CLOCK_SKEW_SECONDS);
+    if valid_until <= now_seconds {
         return Err(Problem::unauthorized("the token has expired"));
     }
-    if claims.iat - CLOCK_SKEW_SECONDS > now_seconds {
+    if claims.iat.saturating_sub(CLOCK_SKEW_SECONDS) > now_seconds {
         return Err(Problem::unauthorized("the token is not valid yet"));
     }
     let subject = claims
@@ -231,7 +234,7 @@ pub fn verify(
             role: claims.role,
             subject,
         },
-        claims.exp + CLOCK_SKEW_SECONDS,
+        valid_until,
     ))
 }
 
@@ -289,9 +292,17 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
+/// A token part: base64url of a JSON object in UTF-8 (RFC 7515 §4, RFC 7519
+/// §7.2). serde reads a struct from an array just as well, and skips the
+/// fields it ignores without checking that their bytes are UTF-8, so both
+/// are checked here.
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let text = std::str::from_utf8(&bytes).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// Authenticates the bearer token, applies the tenant's rate limit, and
@@ -391,6 +402,93 @@ mod tests {
             verify(&forged, lookup, now).is_err(),
             "signed with another key"
         );
+    }
+
+    /// A token over `claims` as written, signed with `tenant`'s key, as a
+    /// tenant minting its own tokens would make it.
+    fn signed_by(tenant: &Tenant, claims: impl AsRef<[u8]>) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let signature = URL_SAFE_NO_PAD.encode(sign(&tenant.signing_key, signing_input.as_bytes()));
+        format!("{signing_input}.{signature}")
+    }
+
+    /// Found fuzzing `verify` with claims the tenant signed itself:
+    /// `exp + 30` overflowed at i64::MAX (a panic in debug builds,
+    /// "expired" after wrapping in release ones), and `iat - 30` at
+    /// i64::MIN.
+    #[test]
+    fn times_at_the_ends_of_i64_are_answered_not_overflowed() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |_| Some(one.clone());
+        let id = one.tenant.id;
+        let never_expires = signed_by(
+            &one.tenant,
+            format!(
+                r#"{{"iss":"voucherd","tenant":"{id}","role":"admin","iat":0,"exp":{}}}"#,
+                i64::MAX
+            ),
+        );
+        let (_, valid_until) = verify(&never_expires, lookup, now).unwrap();
+        assert_eq!(valid_until, i64::MAX);
+        let issued_at_the_start = signed_by(
+            &one.tenant,
+            format!(
+                r#"{{"iss":"voucherd","tenant":"{id}","role":"admin","iat":{},"exp":1800000060}}"#,
+                i64::MIN
+            ),
+        );
+        assert!(verify(&issued_at_the_start, lookup, now).is_ok());
+    }
+
+    /// JWS headers and JWT claims sets are JSON objects (RFC 7515 §4,
+    /// RFC 7519 §7.2); serde would read a struct from an array too.
+    #[test]
+    fn a_header_or_claims_that_are_not_objects_are_refused() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |_| Some(one.clone());
+        let id = one.tenant.id;
+        let array = signed_by(
+            &one.tenant,
+            format!(r#"["voucherd","{id}","admin",null,1800000000,1800003600]"#),
+        );
+        assert!(verify(&array, lookup, now).is_err());
+        let object = signed_by(
+            &one.tenant,
+            format!(
+                r#" {{"iss":"voucherd","tenant":"{id}","role":"admin","iat":1800000000,"exp":1800003600}}"#
+            ),
+        );
+        assert!(
+            verify(&object, lookup, now).is_ok(),
+            "whitespace before the object"
+        );
+        let payload = object.split('.').nth(1).unwrap();
+        let array_header = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(br#"["HS256"]"#));
+        let signature =
+            URL_SAFE_NO_PAD.encode(sign(&one.tenant.signing_key, array_header.as_bytes()));
+        assert!(verify(&format!("{array_header}.{signature}"), lookup, now).is_err());
+    }
+
+    /// Found by the `token` fuzz target: a field serde ignores was skipped
+    /// without its bytes being checked, so claims that are not UTF-8, and
+    /// so not JSON, verified.
+    #[test]
+    fn claims_that_are_not_utf8_are_refused() {
+        let one = tenant(1);
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let lookup = |_| Some(one.clone());
+        let id = one.tenant.id;
+        let claims = format!(
+            r#"{{"iss":"voucherd","tenant":"{id}","role":"admin","iat":1800000000,"exp":1800003600,"note":"?"}}"#
+        );
+        let mut bytes = claims.into_bytes();
+        let question = bytes.iter().rposition(|byte| *byte == b'?').unwrap();
+        assert!(verify(&signed_by(&one.tenant, &bytes), lookup, now).is_ok());
+        bytes[question] = 0xFF;
+        assert!(verify(&signed_by(&one.tenant, &bytes), lookup, now).is_err());
     }
 
     #[test]

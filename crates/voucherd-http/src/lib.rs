@@ -5,7 +5,8 @@
 //! - [`routes`] holds the handlers; [`wire`] the JSON shapes they speak.
 //! - [`auth`] checks and mints tokens; [`idempotency`] replays answers under
 //!   `Idempotency-Key`; [`problem`] is the one error type, RFC 9457 on the
-//!   wire; [`extract`] turns bad bodies into problems.
+//!   wire; [`extract`] turns bad bodies into problems; [`codes_csv`] reads
+//!   the codes of a CSV upload.
 //!
 //! The OpenAPI document ([`document`]) is collected from the handlers' own
 //! annotations as the routes are registered, so it cannot list a route
@@ -13,6 +14,7 @@
 //! the handlers answer is added to every operation.
 
 pub mod auth;
+pub mod codes_csv;
 pub mod connections;
 mod document;
 pub mod extract;

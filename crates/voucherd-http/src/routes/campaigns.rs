@@ -12,6 +12,7 @@ use voucherd_core::validation::{Collector, Invalid};
 
 use crate::AppState;
 use crate::auth::Principal;
+use crate::codes_csv;
 use crate::extract::{ApiJson, content_type, parse_json, parse_query, read_body};
 use crate::problem::{Problem, ProblemBody};
 use crate::wire::{
@@ -143,9 +144,9 @@ pub async fn add_codes(
     }
     let bytes = read_body(request, &state).await?;
     let (codes, generate) = if is_csv {
-        let rows = csv_codes(&bytes)?;
-        let codes = parse_codes(rows.iter().map(|(_, code)| code.as_str()), |index| {
-            format!("line {}", rows[index].0)
+        let rows = codes_csv::parse(&bytes)?;
+        let codes = parse_codes(rows.iter().map(|row| row.code.as_str()), |index| {
+            format!("line {}", rows[index].line)
         })?;
         (codes, 0)
     } else {
@@ -168,64 +169,6 @@ pub async fn add_codes(
         .supply
         .limit();
     Ok(Json(CodesAddedBody::new(added, supply)))
-}
-
-/// The codes of a CSV upload (RFC 4180: quoted fields, `""` for a quote;
-/// CRLF, LF or CR line ends; a UTF-8 byte order mark as Excel writes
-/// it), each with its line: the column named `code` when the first row is
-/// a header naming it, else the first column. Blank lines are skipped; a
-/// row with an unclosed quote is refused with its line, never read on to
-/// the end of the file.
-fn csv_codes(bytes: &[u8]) -> Result<Vec<(u64, String)>, Problem> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut rows = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    let mut column = 0;
-    let mut first = true;
-    loop {
-        let start = reader.position().byte() as usize;
-        let read = reader
-            .read_byte_record(&mut record)
-            .map_err(|error| Problem::malformed(format!("the CSV cannot be read: {error}")))?;
-        if !read {
-            break;
-        }
-        let line = record.position().map_or(0, csv::Position::line);
-        let end = reader.position().byte() as usize;
-        // Quotes come in pairs in a well-formed row; an odd count is a
-        // field whose quote never closed.
-        let quotes = bytes[start..end.min(bytes.len())]
-            .iter()
-            .filter(|byte| **byte == b'"')
-            .count();
-        if quotes % 2 == 1 {
-            return Err(
-                Invalid::one(format!("line {line}"), "a quoted field is not closed").into(),
-            );
-        }
-        let cells: Vec<&str> = record
-            .iter()
-            .map(std::str::from_utf8)
-            .collect::<Result<_, _>>()
-            .map_err(|_| Problem::malformed(format!("line {line} of the CSV is not UTF-8")))?;
-        if std::mem::take(&mut first)
-            && let Some(named) = cells
-                .iter()
-                .position(|cell| cell.eq_ignore_ascii_case("code"))
-        {
-            column = named;
-            continue;
-        }
-        let Some(cell) = cells.get(column) else {
-            return Err(Invalid::one(format!("line {line}"), "the row has no code column").into());
-        };
-        rows.push((line, (*cell).to_owned()));
-    }
-    Ok(rows)
 }
 
 /// Parses every code; an invalid one is reported by `name` (`codes[3]`,

@@ -268,4 +268,21 @@ async fn csv_uploads_store_each_row_exactly_or_refuse_it_by_line() {
     // space.
     check("OK-1\n\"QX1\n", &[], Some("line 2")).await;
     check("OK-3\nOK-4\n\"HAS SPACE\"\n", &[], Some("line 3")).await;
+    // The line is the one the row starts on whatever ends the lines, and
+    // blank lines count: the csv crate alone counts only `\n`, naming
+    // every row of a bare-CR file line 1 and each row after a CRLF by the
+    // line before it.
+    check("OK-5\r\nOK-6\r\nBAD 7\r\n", &[], Some("line 3")).await;
+    check("OK-8\rOK-9\rBAD 10\r", &[], Some("line 3")).await;
+    check("\n\nBAD 11\n", &[], Some("line 3")).await;
+    check(
+        "note,code\n\"two\nlines\",OK-12\r\n\r\n,BAD 13\n",
+        &[],
+        Some("line 5"),
+    )
+    .await;
+    // One byte order mark is taken off, not two: after the first, U+FEFF
+    // is part of the row (and no code holds it).
+    check("\u{feff}\u{feff}code\nOK-14\n", &[], Some("line 1")).await;
+    check("\u{feff}\r\nBAD 15\n", &[], Some("line 2")).await;
 }
