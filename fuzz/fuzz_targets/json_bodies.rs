@@ -194,6 +194,8 @@ fn shown(spec: &CampaignSpec) -> Vec<u8> {
         published_at: None,
         voucher_count: 0,
         remaining: spec.supply.limit().map(u64::from),
+        publishing: false,
+        publish_failure: None,
     };
     let mut shown =
         serde_json::to_value(CampaignBody::new(&view, created_at)).expect("a body serialises");
@@ -213,7 +215,9 @@ fn shown(spec: &CampaignSpec) -> Vec<u8> {
         .get_mut("codes")
         .and_then(|codes| codes.as_object_mut())
     {
-        codes.remove("count");
+        for only_shown in ["count", "publishing", "publish_failure"] {
+            codes.remove(only_shown);
+        }
     }
     serde_json::to_vec(&shown).expect("JSON serialises")
 }
