@@ -431,7 +431,9 @@ impl Engine {
                     .await
             }
             .await;
-            if let Err(error) = &published {
+            // A publish answered before it finished can tell its failure only
+            // through the campaign; any other is told in its own answer.
+            if long && let Err(error) = &published {
                 tracing::warn!(%error, campaign = %publishing.id(), "publishing stopped short");
                 publishing.set_publish_failure(Some(error.to_string()));
             }
