@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
-# Claims against the machine's limit, side by side in one run: the same wrk
-# (same threads, connections and duration) against GET /healthz of the same
-# server (the baseline: the most this server and machine answer), against
-# claims that each commit a new voucher (a supply larger than the run), and
-# against claims of a sold-out campaign (answered from memory).
+# Claims against the machine's limit, side by side in one sitting: the same
+# wrk (one thread, same connections and duration, pinned to core 0) against
+# GET /healthz of the same server (the baseline: the most this server and
+# machine answer), against claims that each commit a new voucher (a supply
+# larger than the run), and against claims of a sold-out campaign (answered
+# from memory). The server is pinned to core 1. Each connection count runs
+# ROUNDS times, the three kinds interleaved, so drift on a shared machine
+# shows as spread rather than as a ratio.
 #
-# Usage: bench/ratios.sh [seconds per run, default 15]
-# Needs: wrk (apt-get install wrk).
+# Usage: bench/ratios.sh [seconds per run, default 10]
+#   CONNECTIONS="64 256"  ROUNDS=3
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres  (PostgreSQL:
+#   a scratch database is made beside it and dropped afterwards)
+# Needs: wrk (apt-get install wrk), taskset, bc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${1:-15}"
-CONNECTIONS="${CONNECTIONS:-256}"
+DURATION="${1:-10}"
+CONNECTIONS="${CONNECTIONS:-64 256}"
+ROUNDS="${ROUNDS:-3}"
 PORT=18510
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release -p voucherd >/dev/null
 WORK=$(mktemp -d)
 SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+SCRATCH_DB=""
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+  wait 2>/dev/null
+  [ -n "$SCRATCH_DB" ] && psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $SCRATCH_DB" >/dev/null
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 . bench/lib.sh
 
-RUST_LOG=warn target/release/voucherd serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
+STORE_ARGS=(--data-dir "$WORK/data")
+STORE=SQLite
+if [ -n "${DATABASE_URL:-}" ]; then
+  SCRATCH_DB="voucherd_ratios_$$"
+  psql "$DATABASE_URL" -qc "CREATE DATABASE $SCRATCH_DB" >/dev/null
+  STORE_ARGS+=(--database-url "${DATABASE_URL%/*}/$SCRATCH_DB")
+  STORE=PostgreSQL
+fi
+RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
 for _ in $(seq 1 100); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$WORK/out" 2>/dev/null && break; sleep 0.2; done
 eval "$(grep '^export' "$WORK/out")"
@@ -32,25 +53,44 @@ campaign() {
   publish_live "$URL" "$id"
   echo "$id"
 }
+issued() {
+  curl -s "$URL/v1/campaigns/$1/report" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" | json '["issued_total"]'
+}
+run_wrk() { # connections output url [script]
+  local script=()
+  [ -n "${4:-}" ] && script=(-s "$4")
+  taskset -c 0 wrk -t1 -c"$1" -d"${DURATION}s" --latency "${script[@]}" \
+    -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$3" >"$2"
+}
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+p50() { awk '/ 50%/ {print $2}' "$1"; }
 p99() { awk '/ 99%/ {print $2}' "$1"; }
-non2xx() { awk '/Non-2xx/ {print $5}' "$1"; }
+non2xx() { awk '/Non-2xx/ {n=$5} END {print n+0}' "$1"; }
+errors() { awk '/Socket errors/ {print $0}' "$1"; }
 
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/healthz" >"$WORK/baseline"
-OPEN=$(campaign 500000)
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/claim.lua \
-  -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/$OPEN/claims" >"$WORK/claims"
-COMMITTED=$(curl -s "$URL/v1/campaigns/$OPEN/report" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" | json '["issued_total"]')
 GONE=$(campaign 1)
 curl -s -X POST "$URL/v1/campaigns/$GONE/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
   -H 'Content-Type: application/json' -d '{"user_id":"first"}' >/dev/null
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/claim.lua \
-  -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/$GONE/claims" >"$WORK/soldout"
 
-BASE=$(rate "$WORK/baseline")
-printf '%-28s %12s %10s %8s\n' "run" "answers/s" "p99" "ratio"
-printf '%-28s %12.0f %10s %8s\n' "baseline GET /healthz" "$BASE" "$(p99 "$WORK/baseline")" "1.00"
-CLAIMS=$(echo "$COMMITTED / $DURATION" | bc -l)
-printf '%-28s %12.0f %10s %8.2f   (%s committed; non-2xx %s)\n' "durable claims" "$CLAIMS" "$(p99 "$WORK/claims")" "$(echo "$CLAIMS / $BASE" | bc -l)" "$COMMITTED" "$(non2xx "$WORK/claims")"
-SOLD=$(rate "$WORK/soldout")
-printf '%-28s %12.0f %10s %8.2f   (all 410: non-2xx %s)\n' "sold-out answers" "$SOLD" "$(p99 "$WORK/soldout")" "$(echo "$SOLD / $BASE" | bc -l)" "$(non2xx "$WORK/soldout")"
+echo "store: $STORE; wrk -t1 -d${DURATION}s pinned to core 0, server pinned to core 1; $(date -u +%FT%TZ)"
+printf '%-6s %-5s %-18s %10s %9s %9s %7s  %s\n' conns round run "answers/s" p50 p99 ratio notes
+for c in $CONNECTIONS; do
+  for round in $(seq 1 "$ROUNDS"); do
+    run_wrk "$c" "$WORK/base" "$URL/healthz"
+    OPEN=$(campaign 500000)
+    run_wrk "$c" "$WORK/claims" "$URL/v1/campaigns/$OPEN/claims" bench/claim.lua
+    COMMITTED=$(issued "$OPEN")
+    run_wrk "$c" "$WORK/soldout" "$URL/v1/campaigns/$GONE/claims" bench/claim.lua
+    BASE=$(rate "$WORK/base")
+    CLAIMS=$(echo "$COMMITTED / $DURATION" | bc -l)
+    SOLD=$(rate "$WORK/soldout")
+    printf '%-6s %-5s %-18s %10.0f %9s %9s %7s  %s\n' "$c" "$round" "GET /healthz" "$BASE" \
+      "$(p50 "$WORK/base")" "$(p99 "$WORK/base")" 1.00 "$(errors "$WORK/base")"
+    printf '%-6s %-5s %-18s %10.0f %9s %9s %7.2f  %s\n' "$c" "$round" "durable claims" "$CLAIMS" \
+      "$(p50 "$WORK/claims")" "$(p99 "$WORK/claims")" "$(echo "$CLAIMS / $BASE" | bc -l)" \
+      "$COMMITTED committed; wrk answers/s $(rate "$WORK/claims"); non-2xx $(non2xx "$WORK/claims") $(errors "$WORK/claims")"
+    printf '%-6s %-5s %-18s %10.0f %9s %9s %7.2f  %s\n' "$c" "$round" "sold-out answers" "$SOLD" \
+      "$(p50 "$WORK/soldout")" "$(p99 "$WORK/soldout")" "$(echo "$SOLD / $BASE" | bc -l)" \
+      "non-2xx $(non2xx "$WORK/soldout") (every answer should be 410) $(errors "$WORK/soldout")"
+  done
+done
