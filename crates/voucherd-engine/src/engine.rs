@@ -15,10 +15,10 @@ use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
-    AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout, CheckoutOutcome,
-    IdempotencyScope, LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome,
-    StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord,
-    VoucherTarget,
+    Account, AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout,
+    CheckoutOutcome, IdempotencyScope, LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts,
+    ReleaseOutcome, StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
@@ -217,6 +217,21 @@ impl Engine {
         self.reload_tenants().await
     }
 
+    /// Adds an account to a tenant the engine knows; `false` when the
+    /// email is taken there.
+    pub async fn create_account(&self, account: &Account) -> Result<bool, EngineError> {
+        self.tenant_entry(account.tenant_id)?;
+        Ok(self.store.insert_account(account).await?)
+    }
+
+    pub async fn account(
+        &self,
+        tenant_id: TenantId,
+        email: &str,
+    ) -> Result<Option<Account>, EngineError> {
+        Ok(self.store.account(tenant_id, email).await?)
+    }
+
     pub fn tenants(&self) -> Vec<Arc<TenantEntry>> {
         self.tenants.all()
     }
@@ -316,6 +331,18 @@ impl Engine {
     }
 
     /// The tenant's campaigns that can be claimed now (003's "live coupons").
+    /// The tenant's campaigns a shop shows, from memory: live ones,
+    /// including those not started yet and those sold out.
+    pub fn shown_campaigns(&self, tenant_id: TenantId) -> Vec<CampaignView> {
+        let now = self.now();
+        self.campaigns
+            .of_tenant(tenant_id)
+            .into_iter()
+            .map(|entry| entry.view())
+            .filter(|view| view.status(now) == voucherd_core::campaign::CampaignStatus::Live)
+            .collect()
+    }
+
     pub fn live_campaigns(&self, tenant_id: TenantId) -> Vec<CampaignView> {
         let now = self.now();
         self.campaigns

@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod observe;
 pub mod problem;
 pub mod routes;
+pub mod web;
 pub mod wire;
 
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Shared {
     pub registry: Registry,
     pub in_flight: InFlightKeys,
     pub tokens: auth::TokenCache,
+    /// Password hashes being computed at most at once (sign-up, sign-in).
+    pub passwords: web::PasswordGate,
 }
 
 impl std::ops::Deref for AppState {
@@ -180,6 +183,7 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         registry,
         in_flight: InFlightKeys::default(),
         tokens: auth::TokenCache::default(),
+        passwords: web::PasswordGate::default(),
     }));
     let guarded = |body_bytes_max: usize| {
         from_fn_with_state(
@@ -207,8 +211,10 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         .load_shed()
         .concurrency_limit(config.requests_in_flight_max)
         .timeout(config.request_timeout);
+    let pages = web::routes().layer(DefaultBodyLimit::max(web::FORM_BYTES_MAX));
     authenticated
         .merge(operation_routes().split_for_parts().0)
+        .merge(pages)
         .route(
             "/openapi.json",
             get(move || async move { axum::Json(openapi.as_ref().clone()) }),

@@ -71,6 +71,23 @@ impl Problem {
         self.kind
     }
 
+    pub fn title(&self) -> &'static str {
+        self.title
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after_seconds
+    }
+
+    /// Each rejected field, for validation problems.
+    pub fn errors(&self) -> &[FieldErrorBody] {
+        &self.errors
+    }
+
     pub fn validation(invalid: Invalid) -> Problem {
         let mut problem = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -13,7 +13,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::ShareRequest;
+use crate::model::{Account, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -86,6 +86,16 @@ impl Store for FaultyStore {
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.check()?;
         self.inner.tenants().await
+    }
+
+    async fn insert_account(&self, account: &Account) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.insert_account(account).await
+    }
+
+    async fn account(&self, tenant_id: TenantId, email: &str) -> StoreResult<Option<Account>> {
+        self.check()?;
+        self.inner.account(tenant_id, email).await
     }
 
     async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {

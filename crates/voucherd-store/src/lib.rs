@@ -35,7 +35,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::ShareRequest;
+use crate::model::{Account, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -80,6 +80,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    /// Adds an account unless its email is taken in its tenant; answers
+    /// whether it was added.
+    async fn insert_account(&self, account: &Account) -> StoreResult<bool>;
+    /// The tenant's account with this (lower-cased) email.
+    async fn account(&self, tenant_id: TenantId, email: &str) -> StoreResult<Option<Account>>;
 
     async fn insert_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()>;
     async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>>;

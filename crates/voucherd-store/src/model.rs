@@ -21,6 +21,45 @@ pub struct Tenant {
     pub created_at: Timestamp,
 }
 
+/// What a person signed in to a tenant's pages may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountRole {
+    /// Buys and claims for themselves: the API's `customer` role.
+    Customer,
+    /// Manages the tenant's campaigns: the API's `admin` role.
+    Admin,
+}
+
+impl AccountRole {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AccountRole::Customer => "customer",
+            AccountRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AccountRole> {
+        match text {
+            "customer" => Some(AccountRole::Customer),
+            "admin" => Some(AccountRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A person's sign-in to one tenant: an email (kept lower-cased, unique in
+/// the tenant), the PHC string of their password's argon2id hash, and the
+/// user id their claims are made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub user_id: UserId,
+    pub role: AccountRole,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignRecord {
     pub id: CampaignId,

@@ -231,3 +231,30 @@ impl VoucherValues {
         })
     }
 }
+
+/// An account's columns as both stores read them, before parsing.
+pub(crate) struct AccountValues {
+    pub tenant_id: String,
+    pub email: String,
+    pub user_id: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+impl AccountValues {
+    pub(crate) fn into_account(self) -> Result<crate::model::Account, StoreError> {
+        Ok(crate::model::Account {
+            tenant_id: self
+                .tenant_id
+                .parse::<TenantId>()
+                .map_err(|_| corrupt(format!("bad tenant id {:?}", self.tenant_id)))?,
+            user_id: UserId::parse(&self.user_id).map_err(corrupt)?,
+            role: crate::model::AccountRole::parse(&self.role)
+                .ok_or_else(|| corrupt(format!("bad account role {:?}", self.role)))?,
+            email: self.email,
+            password_hash: self.password_hash,
+            created_at: self.created_at,
+        })
+    }
+}

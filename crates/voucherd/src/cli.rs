@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage the accounts people sign in to a tenant's pages with.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Serve a payment gateway simulator.
     GatewaySim(GatewaySimArgs),
 }
@@ -186,6 +189,42 @@ pub struct TenantCreateArgs {
     /// Requests per second across the tenant's tokens.
     #[arg(long)]
     pub rate_limit_per_second: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; the password is read from the file
+    /// --password-file names or from VOUCHERD_ACCOUNT_PASSWORD, never from
+    /// the command line.
+    Create(AccountCreateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccountRoleArg {
+    Admin,
+    Customer,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountCreateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The tenant id; the development tenant when left out.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub email: String,
+    #[arg(long, value_enum, default_value_t = AccountRoleArg::Admin)]
+    pub role: AccountRoleArg,
+    /// A file holding the password (its first line).
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_file: Option<std::path::PathBuf>,
+    #[arg(
+        long = "password-from-env",
+        env = "VOUCHERD_ACCOUNT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Args)]

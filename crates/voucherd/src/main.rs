@@ -2,7 +2,7 @@
 //!
 //! - `serve` ([`serve`]) runs the service; with no command, it serves the
 //!   demo on the embedded store.
-//! - `migrate`, `token` and `tenant` ([`storage`], [`tenancy`]) act on the
+//! - `migrate`, `token`, `tenant` and `account` ([`storage`], [`tenancy`]) act on the
 //!   store and exit.
 //! - `gateway-sim` serves the payment gateway simulator.
 
@@ -24,7 +24,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, GatewaySimArgs, LogFormat, ServeArgs, TenantCommand};
+use crate::cli::{
+    AccountCommand, Cli, Command, GatewaySimArgs, LogFormat, ServeArgs, TenantCommand,
+};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -40,6 +42,9 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Token(args)) => tenancy::print_token(args).await,
             Some(Command::Tenant(TenantCommand::Create(args))) => {
                 tenancy::create_tenant(args).await
+            }
+            Some(Command::Account(AccountCommand::Create(args))) => {
+                tenancy::create_account(args).await
             }
             Some(Command::GatewaySim(args)) => gateway_sim(args).await,
         }

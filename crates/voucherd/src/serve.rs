@@ -16,13 +16,16 @@ use voucherd_http::auth::{Role, mint};
 use voucherd_http::connections::{self, ConnectionLimits};
 
 use crate::cli::ServeArgs;
-use crate::demo::ensure_demo_campaign;
+use crate::demo::{demo_gateways, ensure_demo_admin, ensure_demo_campaign};
 use crate::storage::{describe, open_store};
 use crate::tenancy::ensure_development_tenant;
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store).await?;
     let development = ensure_development_tenant(&*store).await?;
+    if args.demo && args.gateways.is_empty() {
+        args.gateways = demo_gateways().await?;
+    }
     let config = EngineConfig {
         claims: ClaimLimits {
             claim_queue_max: args.claim_queue_max,
@@ -38,7 +41,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("starting the engine")?;
     let demo = match args.demo {
-        true => Some(ensure_demo_campaign(&engine, development.id).await?),
+        true => Some((
+            ensure_demo_campaign(&engine, development.id).await?,
+            ensure_demo_admin(&engine, &development).await?,
+        )),
         false => None,
     };
     let http = HttpConfig {
@@ -96,8 +102,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("development tenant {}", development.id);
     println!("export VOUCHERD_ADMIN_TOKEN={admin}");
     println!("export VOUCHERD_SERVICE_TOKEN={service}");
-    if let Some(demo) = demo {
+    if let Some((demo, (admin_email, admin_password))) = demo {
         let id = demo.record.id;
+        println!(
+            "# the shop:          http://{address}/shop/{}",
+            development.id
+        );
+        println!(
+            "# its admin console: http://{address}/shop/{}/admin  ({admin_email} / {admin_password})",
+            development.id
+        );
         let bearer = "-H \"Authorization: Bearer $VOUCHERD_SERVICE_TOKEN\"";
         println!("# paste the two exports above, then try the demo coupon:");
         println!("curl -s http://{address}/v1/campaigns/live {bearer}");

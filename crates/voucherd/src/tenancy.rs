@@ -6,9 +6,9 @@ use voucherd_core::ids::{TenantId, UserId};
 use voucherd_core::{SignedDuration, TimeZone, Timestamp};
 use voucherd_http::auth::{Role, mint};
 use voucherd_store::Store;
-use voucherd_store::model::Tenant;
+use voucherd_store::model::{Account, AccountRole, Tenant};
 
-use crate::cli::{RoleArg, TenantCreateArgs, TokenArgs};
+use crate::cli::{AccountCreateArgs, AccountRoleArg, RoleArg, TenantCreateArgs, TokenArgs};
 use crate::storage::open_store;
 
 pub const DEVELOPMENT_TENANT: &str = "development";
@@ -64,9 +64,9 @@ pub fn role(role: RoleArg) -> Role {
     }
 }
 
-pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
-    let tenant = match &args.tenant {
+/// The tenant `id` names, or the development tenant.
+async fn tenant_named(store: &dyn Store, id: Option<&str>) -> anyhow::Result<Tenant> {
+    match id {
         Some(id) => {
             let id: TenantId = id
                 .parse()
@@ -75,12 +75,73 @@ pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
             tenants
                 .into_iter()
                 .find(|tenant| tenant.id == id)
-                .with_context(|| format!("no tenant {id}"))?
+                .with_context(|| format!("no tenant {id}"))
         }
-        None => development_tenant(&*store)
+        None => development_tenant(store)
             .await?
-            .context("no development tenant yet; start `voucherd serve` once first")?,
+            .context("no development tenant yet; start `voucherd serve` once first"),
+    }
+}
+
+pub async fn create_account(args: AccountCreateArgs) -> anyhow::Result<()> {
+    let password = match (&args.password_file, &args.password_env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        (None, Some(password)) => password.clone(),
+        (None, None) => {
+            bail!("give the password with --password-file or VOUCHERD_ACCOUNT_PASSWORD")
+        }
     };
+    if !voucherd_http::web::password_valid(&password) {
+        bail!("the password must be 10 to 128 characters long");
+    }
+    let email = voucherd_core::payment::Email::parse(&args.email)
+        .map_err(|invalid| anyhow::anyhow!("--email: {invalid}"))?
+        .as_str()
+        .to_lowercase();
+    let store = open_store(&args.store).await?;
+    let tenant = tenant_named(&*store, args.tenant.as_deref()).await?;
+    let role = match args.role {
+        AccountRoleArg::Admin => AccountRole::Admin,
+        AccountRoleArg::Customer => AccountRole::Customer,
+    };
+    let user_id = UserId::parse(&format!(
+        "{}-{}",
+        role.as_str(),
+        uuid::Uuid::new_v4().simple()
+    ))
+    .map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
+    let account = Account {
+        tenant_id: tenant.id,
+        email: email.clone(),
+        user_id,
+        role,
+        password_hash: voucherd_http::web::hash_password(&password),
+        created_at: Timestamp::now(),
+    };
+    if !store
+        .insert_account(&account)
+        .await
+        .context("creating the account")?
+    {
+        bail!("tenant {} has an account for {email} already", tenant.id);
+    }
+    println!(
+        "{} account {email} of tenant {}; sign in at /shop/{}/signin",
+        role.as_str(),
+        tenant.id,
+        tenant.id
+    );
+    Ok(())
+}
+
+pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let tenant = tenant_named(&*store, args.tenant.as_deref()).await?;
     let user = args
         .user
         .as_deref()

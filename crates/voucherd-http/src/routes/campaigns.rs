@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::CampaignId;
+use voucherd_core::ids::{CampaignId, TenantId};
 use voucherd_core::validation::{Collector, Invalid};
 
 use crate::AppState;
@@ -143,32 +143,55 @@ pub async fn add_codes(
         ));
     }
     let bytes = read_body(request, &state).await?;
-    let (codes, generate) = if is_csv {
-        let rows = codes_csv::parse(&bytes)?;
-        let codes = parse_codes(rows.iter().map(|row| row.code.as_str()), |index| {
-            format!("line {}", rows[index].line)
-        })?;
-        (codes, 0)
-    } else {
-        let body = parse_json::<AddCodesBody>(&bytes)?;
-        let codes = parse_codes(body.codes.iter().map(String::as_str), |index| {
-            format!("codes[{index}]")
-        })?;
-        (codes, body.generate)
-    };
+    if is_csv {
+        return Ok(Json(
+            add_csv_codes(&state, principal.tenant_id(), id, &bytes).await?,
+        ));
+    }
+    let body = parse_json::<AddCodesBody>(&bytes)?;
+    let codes = parse_codes(body.codes.iter().map(String::as_str), |index| {
+        format!("codes[{index}]")
+    })?;
+    added_codes(&state, principal.tenant_id(), id, codes, body.generate)
+        .await
+        .map(Json)
+}
+
+/// Adds the codes of a CSV upload (the API's and the admin console's);
+/// an invalid row refuses them all, naming its line.
+pub(crate) async fn add_csv_codes(
+    state: &AppState,
+    tenant_id: TenantId,
+    id: CampaignId,
+    bytes: &[u8],
+) -> Result<CodesAddedBody, Problem> {
+    let rows = codes_csv::parse(bytes)?;
+    let codes = parse_codes(rows.iter().map(|row| row.code.as_str()), |index| {
+        format!("line {}", rows[index].line)
+    })?;
+    added_codes(state, tenant_id, id, codes, 0).await
+}
+
+async fn added_codes(
+    state: &AppState,
+    tenant_id: TenantId,
+    id: CampaignId,
+    codes: Vec<VoucherCode>,
+    generate: u32,
+) -> Result<CodesAddedBody, Problem> {
     let added = state
         .engine
-        .add_codes(principal.tenant_id(), id, codes, generate)
+        .add_codes(tenant_id, id, codes, generate)
         .await?;
     let supply = state
         .engine
-        .campaign(principal.tenant_id(), id)
+        .campaign(tenant_id, id)
         .await?
         .record
         .spec
         .supply
         .limit();
-    Ok(Json(CodesAddedBody::new(added, supply)))
+    Ok(CodesAddedBody::new(added, supply))
 }
 
 /// Parses every code; an invalid one is reported by `name` (`codes[3]`,
@@ -337,7 +360,7 @@ pub async fn vouchers(
     }
 }
 
-fn to_csv(vouchers: &[ExportedVoucherBody]) -> String {
+pub(crate) fn to_csv(vouchers: &[ExportedVoucherBody]) -> String {
     let mut csv =
         String::from("rank,code,state,user_id,claimed_at,issued_at,expires_at,redemptions\n");
     for voucher in vouchers {

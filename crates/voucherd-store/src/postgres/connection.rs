@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway shares",
         include_str!("../../migrations/postgres/0004_gateway_shares.sql"),
     ),
+    (
+        5,
+        "accounts",
+        include_str!("../../migrations/postgres/0005_accounts.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

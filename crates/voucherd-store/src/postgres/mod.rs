@@ -10,6 +10,7 @@
 //! - `campaigns`, `vouchers`, `idempotency`: the other operations.
 //! - `rows`: rows to records.
 
+mod accounts;
 mod campaigns;
 mod claims;
 mod connection;
@@ -29,7 +30,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
-use crate::model::ShareRequest;
+use crate::model::{Account, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -154,6 +155,22 @@ impl Store for PostgresStore {
                     .iter()
                     .map(rows::tenant)
                     .collect()
+            })
+            .await
+    }
+
+    async fn insert_account(&self, account: &Account) -> StoreResult<bool> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                accounts::insert(client, account).await
+            })
+            .await
+    }
+
+    async fn account(&self, tenant_id: TenantId, email: &str) -> StoreResult<Option<Account>> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                accounts::by_email(client, tenant_id, email).await
             })
             .await
     }

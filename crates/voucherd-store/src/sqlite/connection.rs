@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway shares",
         include_str!("../../migrations/sqlite/0004_gateway_shares.sql"),
     ),
+    (
+        5,
+        "accounts",
+        include_str!("../../migrations/sqlite/0005_accounts.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)

@@ -2,6 +2,7 @@
 //! `synchronous = FULL`, one writer thread committing in groups, and a few
 //! reader connections.
 
+mod accounts;
 mod campaigns;
 mod claims;
 mod connection;
@@ -27,7 +28,7 @@ use self::connection::database;
 use self::readers::Readers;
 use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
-use crate::model::ShareRequest;
+use crate::model::{Account, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -137,6 +138,20 @@ impl Store for SqliteStore {
                 }
                 Ok(tenants)
             })
+            .await
+    }
+
+    async fn insert_account(&self, account: &Account) -> StoreResult<bool> {
+        let account = account.clone();
+        self.writer
+            .run(move |connection| accounts::insert(connection, &account))
+            .await
+    }
+
+    async fn account(&self, tenant_id: TenantId, email: &str) -> StoreResult<Option<Account>> {
+        let email = email.to_owned();
+        self.readers
+            .run(move |connection| accounts::by_email(connection, tenant_id, &email))
             .await
     }
 

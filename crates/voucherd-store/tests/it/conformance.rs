@@ -24,6 +24,7 @@ macro_rules! conformance_suite {
     ($fixture:expr) => {
         $crate::conformance_suite!(@cases $fixture;
             tenants_and_campaigns_round_trip,
+            accounts_are_unique_by_tenant_and_email,
             claims_take_the_lowest_free_rank_first_come_first_served,
             a_user_at_their_limit_gets_their_latest_voucher_back,
             the_daily_limit_spans_the_group_and_resets_the_next_day,
@@ -195,6 +196,56 @@ fn target(voucher: &VoucherRecord) -> VoucherTarget {
 }
 
 pub const NOON: &str = "2026-12-01T12:00:00Z";
+
+pub async fn accounts_are_unique_by_tenant_and_email(store: Arc<dyn Store>) {
+    let tenant_id = new_tenant(&store).await;
+    let other_tenant = new_tenant(&store).await;
+    let account = voucherd_store::model::Account {
+        tenant_id,
+        email: "buyer@example.com".into(),
+        user_id: user("acct-1"),
+        role: voucherd_store::model::AccountRole::Customer,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: at("2026-11-01T00:00:00Z"),
+    };
+    assert!(store.insert_account(&account).await.unwrap());
+    let again = voucherd_store::model::Account {
+        user_id: user("acct-2"),
+        role: voucherd_store::model::AccountRole::Admin,
+        ..account.clone()
+    };
+    assert!(
+        !store.insert_account(&again).await.unwrap(),
+        "an email is taken once in a tenant"
+    );
+    assert_eq!(
+        store.account(tenant_id, "buyer@example.com").await.unwrap(),
+        Some(account.clone()),
+        "the first account stands unchanged"
+    );
+    assert_eq!(
+        store
+            .account(other_tenant, "buyer@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    let elsewhere = voucherd_store::model::Account {
+        tenant_id: other_tenant,
+        ..account
+    };
+    assert!(
+        store.insert_account(&elsewhere).await.unwrap(),
+        "another tenant may have the same email"
+    );
+    assert_eq!(
+        store
+            .account(tenant_id, "nobody@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+}
 
 pub async fn tenants_and_campaigns_round_trip(store: Arc<dyn Store>) {
     let tenant_id = new_tenant(&store).await;

@@ -10,6 +10,7 @@ mod faults;
 mod kill_loop;
 mod load;
 mod nodes;
+mod pages;
 mod payments;
 mod server;
 mod shutdown;
