@@ -29,6 +29,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
+use crate::model::PaymentBacklog;
 use crate::model::ShareRequest;
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
@@ -36,7 +37,7 @@ use crate::model::{
     OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
-use crate::{Store, StoreResult};
+use crate::{Store, StoreResult, StoreStats};
 
 /// How a PostgreSQL store connects.
 #[derive(Debug, Clone)]
@@ -112,6 +113,21 @@ impl Store for PostgresStore {
             .run(Side::Primary, async |client| {
                 client.simple_query("SELECT 1").await.map_err(database)?;
                 Ok(())
+            })
+            .await
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            sqlite_writer: None,
+            postgres_pool: Some(self.pools.stats()),
+        }
+    }
+
+    async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::backlog(client, now).await
             })
             .await
     }
