@@ -71,13 +71,20 @@ python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DIR/payment.key"
 # The schema first, so that the nodes do not all wait on the migration lock.
 "$BIN" migrate --database-url "$DATABASE_URL" >"$DIR/migrate.log" 2>&1
 NODES=()
-for number in 1 2 3; do
-  name="node$number"
+start_node() {
+  local name="node$1"
   mkdir -p "$DIR/$name"
   start "$name" "$DIR" "$BIN" serve --database-url "$DATABASE_URL" \
     --listen 127.0.0.1:0 --data-dir "$DIR/$name" --payment-key-file "$DIR/payment.key" \
     "${GATEWAYS[@]}"
-done
+}
+# node1 alone first: a start on an empty database still makes the
+# development tenant, and nodes starting together race to make it (the
+# losers exit on the unique name).
+start_node 1
+listening_on "$DIR/node1.out" 60 >/dev/null
+start_node 2
+start_node 3
 for number in 1 2 3; do
   address=$(listening_on "$DIR/node$number.out" 60)
   NODES+=("$address")
