@@ -148,6 +148,7 @@ impl ClaimQueue {
         self.sender.try_send(pending).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
                 self.metrics.claims_shed.inc();
+                self.metrics.count_refusal("claim_queue");
                 EngineError::Overloaded
             }
             mpsc::error::TrySendError::Closed(_) => EngineError::Unavailable(StoreError::Closed),

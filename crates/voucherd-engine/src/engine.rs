@@ -134,6 +134,10 @@ impl Engine {
         registry: &mut Registry,
     ) -> Result<Arc<Engine>, EngineError> {
         let metrics = EngineMetrics::register(registry);
+        metrics.register_state(registry, store.clone());
+        metrics
+            .claim_queue_max
+            .set(i64::try_from(config.claims.claim_queue_max).unwrap_or(i64::MAX));
         let claims = ClaimQueue::start(
             store.clone(),
             clock.clone(),
@@ -861,6 +865,39 @@ impl Engine {
     /// one node this only corrects drift; on several it is how a campaign
     /// paused or sold out on one node is answered from memory on the others.
     pub async fn refresh_once(&self) -> Result<(), EngineError> {
+        let refreshed = self.refresh_from_store().await;
+        self.metrics.refreshed(refreshed.is_ok());
+        if refreshed.is_ok() && self.payments.is_some() {
+            self.read_payment_backlog().await;
+        }
+        refreshed
+    }
+
+    /// The payment queue into the metrics; a failure leaves them as they
+    /// were (the refresh that came before has just reached the store).
+    async fn read_payment_backlog(&self) {
+        let now = self.now();
+        match self.store.payment_backlog(now).await {
+            Ok(backlog) => {
+                let waited = backlog
+                    .oldest_due_at
+                    .map_or(0.0, |due| now.duration_since(due).as_secs_f64().max(0.0));
+                self.metrics
+                    .payments_due
+                    .set(i64::try_from(backlog.due).unwrap_or(i64::MAX));
+                self.metrics.payments_oldest_due_seconds.set(waited);
+                self.metrics
+                    .payments_working
+                    .set(i64::try_from(backlog.working).unwrap_or(i64::MAX));
+            }
+            Err(error) => tracing::debug!(
+                error = &error as &dyn std::error::Error,
+                "reading the payment backlog failed"
+            ),
+        }
+    }
+
+    async fn refresh_from_store(&self) -> Result<(), EngineError> {
         self.reload_tenants().await?;
         let now = self.now();
         let since = *self

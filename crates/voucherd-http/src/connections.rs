@@ -34,11 +34,15 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
+use voucherd_engine::metrics::{BoundLabels, EngineMetrics};
 
 /// The answer given on a connection no place could be found for.
 const REFUSAL: &[u8] = concat!(
@@ -72,6 +76,61 @@ pub struct ConnectionLimits {
     /// hyper's read and write buffer per connection, at most (hyper's
     /// least is 8 KiB; bodies stream through it, they are not held whole).
     pub buffer_bytes_max: usize,
+    /// Where the open connections and the refusals are counted.
+    pub metrics: ConnectionMetrics,
+}
+
+/// The connections' metrics; unregistered by default (counted, never
+/// shown), registered by the binary with [`ConnectionMetrics::register`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    max: Gauge,
+    refused: Counter,
+}
+
+impl ConnectionMetrics {
+    /// The gauges of open connections and of the bound in `registry`; the
+    /// refusals are the `connections` series of `refusals`.
+    pub fn register(registry: &mut Registry, engine: &EngineMetrics) -> ConnectionMetrics {
+        let metrics = ConnectionMetrics {
+            open: Gauge::default(),
+            max: Gauge::default(),
+            refused: engine
+                .refusals
+                .get_or_create(&BoundLabels {
+                    bound: "connections",
+                })
+                .clone(),
+        };
+        registry.register(
+            "voucherd_connections_open",
+            "Client connections open now",
+            metrics.open.clone(),
+        );
+        registry.register(
+            "voucherd_connections_max",
+            "Client connections that may be open at once (--connections-max, or sized)",
+            metrics.max.clone(),
+        );
+        metrics
+    }
+}
+
+/// Counts a connection out of the open gauge however it ends.
+struct Open(Gauge);
+
+impl Open {
+    fn new(gauge: &Gauge) -> Open {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -83,6 +142,7 @@ impl Default for ConnectionLimits {
             idle_grace: Duration::from_secs(1),
             place_wait: Duration::from_millis(250),
             buffer_bytes_max: 16 * 1024,
+            metrics: ConnectionMetrics::default(),
         }
     }
 }
@@ -114,6 +174,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     assert!(limits.connections_max > 0 && limits.refusing_max > 0);
+    limits
+        .metrics
+        .max
+        .set(i64::try_from(limits.connections_max).unwrap_or(i64::MAX));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -188,6 +252,7 @@ impl Server {
         place: OwnedSemaphorePermit,
         slot: Registered,
     ) {
+        let _open = Open::new(&self.limits.metrics.open);
         let tracked = slot.slot.clone();
         let router = self.router.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -233,6 +298,7 @@ impl Server {
                 self.connection(stream, place, slot).await;
             }
             _ => {
+                self.limits.metrics.refused.inc();
                 refuse(stream).await;
                 drop(refusing);
             }

@@ -177,7 +177,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole service. `registry` must already hold the engine's metrics;
 /// the HTTP metrics are added to it here.
 pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Router {
-    let http_metrics = HttpMetrics::register(&mut registry);
+    let http_metrics = HttpMetrics::register(
+        &mut registry,
+        engine.metrics().clone(),
+        config.requests_in_flight_max,
+    );
+    let refusals = engine.metrics().clone();
     let state = AppState(Arc::new(Shared {
         engine,
         registry,
@@ -207,7 +212,10 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
     let authenticated = v1.merge(uploads);
     let openapi = Arc::new(openapi());
     let overload = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(answer_overload))
+        .layer(HandleErrorLayer::new(move |error: BoxError| {
+            let refusals = refusals.clone();
+            async move { answer_overload(&refusals, error) }
+        }))
         .load_shed()
         .concurrency_limit(config.requests_in_flight_max)
         .timeout(config.request_timeout);
@@ -233,8 +241,12 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         .with_state(state)
 }
 
-async fn answer_overload(error: BoxError) -> Response {
+fn answer_overload(
+    refusals: &voucherd_engine::metrics::EngineMetrics,
+    error: BoxError,
+) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
+        refusals.count_refusal("request_timeout");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
@@ -244,6 +256,7 @@ async fn answer_overload(error: BoxError) -> Response {
         .retry_after(1)
         .into_response()
     } else if error.is::<tower::load_shed::error::Overloaded>() {
+        refusals.count_refusal("requests_in_flight");
         Problem::overloaded().into_response()
     } else {
         tracing::error!(%error, "unexpected middleware error");

@@ -9,8 +9,10 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use voucherd_engine::metrics::EngineMetrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -73,17 +75,52 @@ pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     seconds: Family<RouteLabels, Histogram>,
     routes: std::sync::Arc<RoutePatterns>,
+    /// Requests in their handlers now, and the bound.
+    in_flight: Gauge,
+    in_flight_max: Gauge,
+    /// The engine's refusals by bound, which the HTTP bounds add to.
+    pub(crate) engine: EngineMetrics,
+}
+
+/// Counts a request out of the in-flight gauge however its future ends
+/// (answered, or dropped by the timeout).
+struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl HttpMetrics {
-    pub fn register(registry: &mut Registry) -> HttpMetrics {
+    pub fn register(
+        registry: &mut Registry,
+        engine: EngineMetrics,
+        requests_in_flight_max: usize,
+    ) -> HttpMetrics {
         let metrics = HttpMetrics {
             requests: Family::default(),
             seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
             }),
             routes: std::sync::Arc::default(),
+            in_flight: Gauge::default(),
+            in_flight_max: Gauge::default(),
+            engine,
         };
+        metrics
+            .in_flight_max
+            .set(i64::try_from(requests_in_flight_max).unwrap_or(i64::MAX));
+        registry.register(
+            "voucherd_http_requests_in_flight",
+            "HTTP requests being served now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "voucherd_http_requests_in_flight_max",
+            "HTTP requests that may be served at once (--requests-in-flight-max)",
+            metrics.in_flight_max.clone(),
+        );
         registry.register(
             "voucherd_http_requests",
             "HTTP requests by method, route and status",
@@ -100,6 +137,8 @@ impl HttpMetrics {
 
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    metrics.in_flight.inc();
+    let _in_flight = InFlight(metrics.in_flight.clone());
     let method = method_name(request.method());
     let route = request
         .extensions()
@@ -107,6 +146,9 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         .map_or("unmatched", |path| metrics.routes.intern(path.as_str()));
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    if status == 429 {
+        metrics.engine.count_refusal("tenant_rate");
+    }
     let elapsed = started.elapsed();
     metrics
         .seconds

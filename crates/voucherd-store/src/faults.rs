@@ -13,14 +13,14 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, ShareRequest};
+use crate::model::{Account, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
     OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
-use crate::{Store, StoreError, StoreResult};
+use crate::{Store, StoreError, StoreResult, StoreStats};
 
 #[derive(Debug)]
 pub struct FaultyStore {
@@ -76,6 +76,15 @@ impl Store for FaultyStore {
     async fn ping(&self) -> StoreResult<()> {
         self.check()?;
         self.inner.ping().await
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+
+    async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog> {
+        self.check()?;
+        self.inner.payment_backlog(now).await
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {

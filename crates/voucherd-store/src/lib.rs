@@ -23,9 +23,11 @@ pub mod faults;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+mod stats;
 mod stored;
 
 pub use entropy::OsEntropy;
+pub use stats::{PoolStats, StoreStats, WriterStats};
 
 use std::fmt;
 
@@ -35,7 +37,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, ShareRequest};
+use crate::model::{Account, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -77,6 +79,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The backend's bounds as they stand, from counters in memory (no
+    /// query): for the metrics, read at each scrape.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+
+    /// The payments waiting for a gateway: how many are due now, how long
+    /// the oldest due one has waited, how many are being worked on. One
+    /// indexed read.
+    async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog>;
 
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;

@@ -544,6 +544,17 @@ pub struct OrderDetails {
     pub voucher: VoucherRecord,
 }
 
+/// The payment queue as it stands, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentBacklog {
+    /// Queued payments whose next attempt is due.
+    pub due: u64,
+    /// When the oldest of them became due; `None` when none is.
+    pub oldest_due_at: Option<Timestamp>,
+    /// Payments a node holds a lease on (being charged or looked up).
+    pub working: u64,
+}
+
 /// Money and gateway figures of a campaign, for its report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaymentCounts {

@@ -8,6 +8,7 @@
 
 mod cli;
 mod demo;
+mod disk;
 mod payments;
 mod serve;
 mod storage;

@@ -13,7 +13,7 @@ use voucherd_engine::workers::run_periodically;
 use voucherd_engine::{ClaimLimits, Engine, EngineConfig};
 use voucherd_http::HttpConfig;
 use voucherd_http::auth::{Role, mint};
-use voucherd_http::connections::{self, ConnectionLimits};
+use voucherd_http::connections::{self, ConnectionLimits, ConnectionMetrics};
 
 use crate::cli::ServeArgs;
 use crate::demo::{demo_gateways, ensure_demo_admin, ensure_demo_campaign};
@@ -40,6 +40,8 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::start(store, Arc::new(SystemClock), config, &mut registry)
         .await
         .context("starting the engine")?;
+    let connection_metrics = ConnectionMetrics::register(&mut registry, engine.metrics());
+    crate::disk::register(&mut registry, args.store.data_dir.clone());
     let demo = match args.demo {
         true => Some((
             ensure_demo_campaign(&engine, development.id).await?,
@@ -54,7 +56,8 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let router = voucherd_http::router(engine.clone(), registry, &http);
     let listener = connections::bind(args.listen, args.listen_backlog)
         .with_context(|| format!("listening on {}", args.listen))?;
-    let limits = connection_limits(&args);
+    let mut limits = connection_limits(&args);
+    limits.limits.metrics = connection_metrics;
     let address = listener.local_addr().context("reading the bound address")?;
 
     let (stop, stopped) = watch::channel(false);

@@ -41,10 +41,14 @@ pub async fn ensure_development_tenant(store: &dyn Store) -> anyhow::Result<Tena
         return Ok(tenant);
     }
     let tenant = new_tenant(DEVELOPMENT_TENANT, "UTC", None)?;
-    store
-        .insert_tenant(&tenant)
-        .await
-        .context("creating the development tenant")?;
+    if let Err(error) = store.insert_tenant(&tenant).await {
+        // Nodes starting together on an empty database race to make it;
+        // the one that lost uses the winner's.
+        if let Some(made) = development_tenant(store).await? {
+            return Ok(made);
+        }
+        return Err(error).context("creating the development tenant");
+    }
     tracing::info!(tenant = %tenant.id, "created the development tenant");
     Ok(tenant)
 }

@@ -95,6 +95,10 @@ struct Route {
     /// When a payment last looked for room here: a node that had no use
     /// for the gateway lately asks for no share.
     last_wanted: Mutex<Option<Instant>>,
+    /// The metrics of this gateway: its breaker (1 open) and this node's
+    /// share of its rate.
+    breaker_open: prometheus_client::metrics::gauge::Gauge,
+    share: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// How gateways' rates are shared among nodes (`voucherd_core::share`).
@@ -200,17 +204,22 @@ impl Route {
     }
 
     fn succeeded(&self) {
-        self.breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .succeeded();
+        let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        breaker.succeeded();
+        self.show_breaker(&breaker);
     }
 
     fn failed(&self) {
-        self.breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .failed(Instant::now());
+        let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        breaker.failed(Instant::now());
+        self.show_breaker(&breaker);
+    }
+
+    /// Only `succeeded` and `failed` move the breaker between closed and
+    /// not closed (the other moves are between open and probing).
+    fn show_breaker(&self, breaker: &Breaker) {
+        let open = breaker.state() != self::breaker::BreakerState::Closed;
+        self.breaker_open.set(i64::from(open));
     }
 }
 
@@ -243,6 +252,9 @@ impl PaymentRouter {
         metrics: EngineMetrics,
     ) -> PaymentRouter {
         gateways.sort_by_key(|route| route.priority);
+        metrics
+            .payments_in_flight_max
+            .set(i64::try_from(limits.in_flight_max.max(1)).unwrap_or(i64::MAX));
         PaymentRouter {
             store,
             clock,
@@ -250,16 +262,26 @@ impl PaymentRouter {
             key,
             routes: gateways
                 .into_iter()
-                .map(|config| Route {
-                    window: Mutex::new(SlidingWindow::full_until_a_window_after(
-                        config.rate_per_second,
-                        Instant::now(),
-                    )),
-                    breaker: Mutex::new(Breaker::new()),
-                    resting_until: Mutex::new(None),
-                    share_usable_until: Mutex::new(Instant::now()),
-                    last_wanted: Mutex::new(None),
-                    config,
+                .map(|config| {
+                    let name = config.gateway.name();
+                    EngineMetrics::gateway_gauge(&metrics.gateway_rate, name)
+                        .set(i64::from(config.rate_per_second));
+                    Route {
+                        window: Mutex::new(SlidingWindow::full_until_a_window_after(
+                            config.rate_per_second,
+                            Instant::now(),
+                        )),
+                        breaker: Mutex::new(Breaker::new()),
+                        resting_until: Mutex::new(None),
+                        share_usable_until: Mutex::new(Instant::now()),
+                        last_wanted: Mutex::new(None),
+                        breaker_open: EngineMetrics::gateway_gauge(
+                            &metrics.gateway_breaker_open,
+                            name,
+                        ),
+                        share: EngineMetrics::gateway_gauge(&metrics.gateway_share, name),
+                        config,
+                    }
                 })
                 .collect(),
             permits: Arc::new(Semaphore::new(limits.in_flight_max.max(1))),
@@ -340,6 +362,7 @@ impl PaymentRouter {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .set_rate(0);
+            route.share.set(0);
             return;
         }
         let now = self.clock.now();
@@ -361,6 +384,7 @@ impl PaymentRouter {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .set_rate(granted);
+                route.share.set(i64::from(granted));
                 *route
                     .share_usable_until
                     .lock()
@@ -391,8 +415,10 @@ impl PaymentRouter {
                 break;
             };
             let router = self.clone();
+            router.metrics.payments_in_flight.inc();
             tokio::spawn(async move {
                 router.work(task).await;
+                router.metrics.payments_in_flight.dec();
                 drop(permit);
                 router.wake.notify_one();
             });

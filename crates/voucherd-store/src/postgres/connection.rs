@@ -10,7 +10,8 @@
 
 use std::error::Error as _;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -20,6 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::PostgresConfig;
+use crate::stats::{PoolStats, TimeCounter};
 use crate::{StoreError, StoreResult};
 
 /// The schema, one step per version, applied in order and recorded in
@@ -65,6 +67,10 @@ pub(crate) struct Pools {
     /// How long one operation may take, waiting for a connection included,
     /// before the store answers Unavailable and drops the connection.
     operation_timeout: Duration,
+    /// Time callers spent waiting for a connection (either pool), and the
+    /// waits that ran out.
+    waits: TimeCounter,
+    wait_timeouts: AtomicU64,
 }
 
 /// Which pool an operation uses.
@@ -89,7 +95,34 @@ impl Pools {
             // client waits a little longer so that the server's own answer
             // usually arrives first.
             operation_timeout: config.pool_wait_timeout + config.query_timeout * 2,
+            waits: TimeCounter::default(),
+            wait_timeouts: AtomicU64::new(0),
         })
+    }
+
+    /// The primary pool's state and the waits for a connection so far.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let status = self.primary.status();
+        PoolStats {
+            size: status.size as u64,
+            idle: status.available as u64,
+            max: status.max_size as u64,
+            waiting: status.waiting as u64,
+            wait_seconds: self.waits.seconds(),
+            waits: self.waits.count(),
+            timeouts: self.wait_timeouts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A connection from `pool`, the wait counted.
+    async fn borrow(&self, pool: &Pool) -> StoreResult<Borrowed> {
+        let asked = Instant::now();
+        let got = pool.get().await;
+        self.waits.add(asked.elapsed());
+        if matches!(got, Err(PoolError::Timeout(_))) {
+            self.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Borrowed(Some(got.map_err(pool_error)?)))
     }
 
     /// Runs `work` on a pooled connection. The connection goes back to the
@@ -157,7 +190,7 @@ impl Pools {
             _ => &self.primary,
         };
         let operation = async {
-            let mut connection = Borrowed(Some(pool.get().await.map_err(pool_error)?));
+            let mut connection = self.borrow(pool).await?;
             let result = work(connection.client()?).await;
             if !matches!(result, Err(StoreError::Unavailable(_))) {
                 connection.give_back();

@@ -30,14 +30,14 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
 use self::rows::{TENANT_COLUMNS, stored};
-use crate::model::{Account, ShareRequest};
+use crate::model::{Account, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
     OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
-use crate::{Store, StoreResult};
+use crate::{Store, StoreResult, StoreStats};
 
 /// How a PostgreSQL store connects.
 #[derive(Debug, Clone)]
@@ -113,6 +113,21 @@ impl Store for PostgresStore {
             .run(Side::Primary, async |client| {
                 client.simple_query("SELECT 1").await.map_err(database)?;
                 Ok(())
+            })
+            .await
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            sqlite_writer: None,
+            postgres_pool: Some(self.pools.stats()),
+        }
+    }
+
+    async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog> {
+        self.pools
+            .run(Side::Primary, async |client| {
+                payments::backlog(client, now).await
             })
             .await
     }

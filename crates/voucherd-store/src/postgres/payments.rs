@@ -28,6 +28,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use super::connection::{database, is_race};
 use super::rows::{self, VOUCHER_COLUMNS, get, integer, stored, stored_optional};
+use crate::model::PaymentBacklog;
 use crate::model::{
     AttemptKind, AttemptOutcome, AttemptRecord, AttemptResult, Checkout, CheckoutOutcome,
     OrderDetails, OrderRecord, OrderStatus, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
@@ -847,4 +848,29 @@ pub(crate) async fn counts(
         ));
     }
     Ok(counts)
+}
+
+/// The payment queue as it stands, from the two partial indexes.
+pub(crate) async fn backlog(client: &ClientWrapper, now: Timestamp) -> StoreResult<PaymentBacklog> {
+    let statement = client
+        .prepare_cached(
+            "SELECT \
+               (SELECT count(*) FROM payments WHERE state = 'queued' AND next_attempt_at <= $1), \
+               (SELECT min(next_attempt_at) FROM payments WHERE state = 'queued' AND next_attempt_at <= $1), \
+               (SELECT count(*) FROM payments WHERE state = 'working')",
+        )
+        .await
+        .map_err(database)?;
+    let row = client
+        .query_one(&statement, &[&stored(now)])
+        .await
+        .map_err(database)?;
+    let due: i64 = get(&row, 0)?;
+    let oldest_due_at: Option<Timestamp> = get(&row, 1)?;
+    let working: i64 = get(&row, 2)?;
+    Ok(PaymentBacklog {
+        due: u64::try_from(due).unwrap_or(0),
+        oldest_due_at,
+        working: u64::try_from(working).unwrap_or(0),
+    })
 }

@@ -28,14 +28,14 @@ use self::connection::database;
 use self::readers::Readers;
 use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
-use crate::model::{Account, ShareRequest};
+use crate::model::{Account, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
     OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
-use crate::{Store, StoreError, StoreResult};
+use crate::{Store, StoreError, StoreResult, StoreStats};
 
 /// Kept here too for callers that found it here first.
 pub use crate::OsEntropy;
@@ -96,6 +96,19 @@ impl Store for SqliteStore {
                     .query_row("SELECT 1", [], |_| Ok(()))
                     .map_err(database)
             })
+            .await
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            sqlite_writer: Some(self.writer.stats()),
+            postgres_pool: None,
+        }
+    }
+
+    async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog> {
+        self.readers
+            .run(move |connection| payments::backlog(connection, now))
             .await
     }
 

@@ -8,6 +8,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use super::connection::database;
 use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
+use crate::model::PaymentBacklog;
 use crate::model::{
     AttemptKind, AttemptOutcome, AttemptRecord, Checkout, CheckoutOutcome, OrderDetails,
     OrderRecord, OrderStatus, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
@@ -623,4 +624,28 @@ pub(crate) fn counts(
         ));
     }
     Ok(counts)
+}
+
+/// The payment queue as it stands, from the two partial indexes.
+pub(crate) fn backlog(connection: &Connection, now: Timestamp) -> StoreResult<PaymentBacklog> {
+    let (due, oldest): (i64, Option<i64>) = connection
+        .query_row(
+            "SELECT COUNT(*), MIN(next_attempt_at) FROM payments \
+             WHERE state = 'queued' AND next_attempt_at <= ?1",
+            params![millis(now)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(database)?;
+    let working: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM payments WHERE state = 'working'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(database)?;
+    Ok(PaymentBacklog {
+        due: u64::try_from(due).unwrap_or(0),
+        oldest_due_at: oldest.map(rows::timestamp).transpose()?,
+        working: u64::try_from(working).unwrap_or(0),
+    })
 }

@@ -8,12 +8,16 @@
 //! is rolled back to its savepoint and does not take the others down.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{Kind, command};
+use crate::stats::{TimeCounter, WriterStats};
 use crate::{StoreError, StoreResult};
 
 /// What a job hands back once the group's commit is known.
@@ -52,6 +56,15 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Delivery) + Send>;
 #[derive(Debug)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    counters: Arc<WriterCounters>,
+}
+
+/// What the writer thread has done, for the metrics.
+#[derive(Debug, Default)]
+struct WriterCounters {
+    /// Time spent on groups, and how many.
+    groups: TimeCounter,
+    jobs: AtomicU64,
 }
 
 impl Writer {
@@ -60,11 +73,23 @@ impl Writer {
 
     pub(crate) fn start(connection: Connection, group_max: usize) -> StoreResult<Writer> {
         let (jobs, receiver) = mpsc::channel(Writer::QUEUE_MAX);
+        let counters = Arc::new(WriterCounters::default());
+        let counted = counters.clone();
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(connection, receiver, group_max.max(1)))
+            .spawn(move || write_loop(connection, receiver, group_max.max(1), &counted))
             .map_err(|error| StoreError::Database(Box::new(error)))?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, counters })
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            busy_seconds: self.counters.groups.seconds(),
+            groups: self.counters.groups.count(),
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+            queue_depth: (self.jobs.max_capacity() - self.jobs.capacity()) as u64,
+            queue_max: self.jobs.max_capacity() as u64,
+        }
     }
 
     /// Runs `work` in the next group's transaction and answers once that
@@ -100,9 +125,15 @@ impl Writer {
     }
 }
 
-fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_max: usize) {
+fn write_loop(
+    connection: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    group_max: usize,
+    counters: &WriterCounters,
+) {
     let mut group = Vec::with_capacity(group_max);
     while let Some(first) = receiver.blocking_recv() {
+        let started = Instant::now();
         group.push(first);
         while group.len() < group_max {
             match receiver.try_recv() {
@@ -110,6 +141,9 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_m
                 Err(_) => break,
             }
         }
+        counters
+            .jobs
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         let (deliveries, committed) = match command(&connection, "BEGIN IMMEDIATE") {
             Ok(()) => {
                 let deliveries: Vec<Delivery> = group
@@ -137,6 +171,7 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Job>, group_m
         for delivery in deliveries {
             delivery(committed.as_ref().map(|_| ()));
         }
+        counters.groups.add(started.elapsed());
         debug_assert!(connection.is_autocommit(), "a write group left open");
     }
 }
