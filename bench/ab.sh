@@ -46,8 +46,8 @@ one() {
   fi
   RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$PORT" "${store[@]}" >"$dir.out" 2>"$dir.err" &
   SERVER=$!
-  for _ in $(seq 1 100); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$dir.out" 2>/dev/null && break; sleep 0.2; done
-  eval "$(grep '^export' "$dir.out")"
+  node_started "$dir.out"
+  [ "$MODE" = postgres ] && database_tokens "$bin" "postgres://postgres@127.0.0.1:5432/$DB" "$dir"
   local url="http://127.0.0.1:$PORT" id
   supply=$([ "$MODE" = soldout ] && echo 1 || echo 500000)
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \

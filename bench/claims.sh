@@ -37,8 +37,8 @@ run() {
   fi
   RUST_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" "${store[@]}" "$@" >"$dir/out" 2>"$dir/err" &
   SERVER=$!
-  for _ in $(seq 1 100); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$dir/out" 2>/dev/null && break; sleep 0.2; done
-  eval "$(grep '^export' "$dir/out")"
+  node_started "$dir/out"
+  [ "$backend" = postgres ] && database_tokens "$BIN" "${store[3]}" "$dir"
   url="http://127.0.0.1:$PORT"
   local id
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \

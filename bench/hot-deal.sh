@@ -19,6 +19,7 @@
 # Needs: PostgreSQL at 127.0.0.1:5432 for the postgres run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BACKEND="${1:-sqlite}"
 USERS="${2:-1000000}"
 SECONDS_OF_ARRIVALS="${3:-60}"
@@ -76,10 +77,10 @@ for node in $(seq 1 "$NODES"); do
     >"$WORK/node-$node.out" 2>"$WORK/node-$node.err" &
   NODE_PIDS+=($!)
   PIDS+=($!)
-  for _ in $(seq 1 150); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$WORK/node-$node.out" 2>/dev/null && break; sleep 0.2; done
+  node_started "$WORK/node-$node.out"
   TARGETS+=(--target "http://127.0.0.1:$port")
 done
-eval "$(grep '^export' "$WORK/node-1.out")"
+[ -n "${DB:-}" ] && database_tokens "$BIN/voucherd" "${STORE[3]}" "$WORK/data"
 
 START=$(date +%s.%N)
 "${CLIENT_CPUS[@]}" "$BIN/voucherd-load" hot-deal "${TARGETS[@]}" --users "$USERS" --duration "${SECONDS_OF_ARRIVALS}s" \

@@ -16,3 +16,24 @@ publish_live() {
   echo "campaign $id is still a draft an hour after publishing" >&2
   return 1
 }
+
+# Waits until the node writing to $1 listens; on the embedded store it
+# prints the development tenant's tokens, which are exported.
+node_started() {
+  local out=$1
+  for _ in $(seq 1 150); do grep -q '^voucherd listening on ' "$out" 2>/dev/null && break; sleep 0.2; done
+  grep -q '^voucherd listening on ' "$out" || { echo "the node writing $out did not start" >&2; return 1; }
+  for _ in $(seq 1 25); do grep -q '^export VOUCHERD_SERVICE_TOKEN\|^no tenant made' "$out" && break; sleep 0.2; done
+  eval "$(grep '^export' "$out")"
+}
+
+# A production start prints no token: makes a tenant on the database as an
+# operator does (voucherd tenant create, voucherd token) and exports its
+# admin and service tokens. Usage: database_tokens BIN DATABASE_URL DATA_DIR
+database_tokens() {
+  local bin=$1 url=$2 dir=$3 tenant
+  tenant=$("$bin" tenant create --database-url "$url" --data-dir "$dir" --name "bench-$RANDOM$RANDOM" | awk '/^tenant / {print $2}')
+  VOUCHERD_ADMIN_TOKEN=$("$bin" token --database-url "$url" --data-dir "$dir" --tenant "$tenant" --role admin)
+  VOUCHERD_SERVICE_TOKEN=$("$bin" token --database-url "$url" --data-dir "$dir" --tenant "$tenant" --role service)
+  export VOUCHERD_ADMIN_TOKEN VOUCHERD_SERVICE_TOKEN
+}

@@ -43,8 +43,8 @@ if [ -n "${DATABASE_URL:-}" ]; then
 fi
 RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
-for _ in $(seq 1 100); do grep -q '^export VOUCHERD_SERVICE_TOKEN' "$WORK/out" 2>/dev/null && break; sleep 0.2; done
-eval "$(grep '^export' "$WORK/out")"
+node_started "$WORK/out"
+[ -n "$SCRATCH_DB" ] && database_tokens target/release/voucherd "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data"
 URL="http://127.0.0.1:$PORT"
 campaign() {
   local id

@@ -38,6 +38,8 @@ static TENANT: LazyLock<Arc<TenantEntry>> = LazyLock::new(|| {
         signing_key: b"voucherd-fuzz-signing-key-32-byt".to_vec(),
         time_zone: "UTC".into(),
         rate_limit_per_second: None,
+        key_id: "k1".into(),
+        retired_keys: Vec::new(),
         created_at: Timestamp::UNIX_EPOCH,
     }))
 });

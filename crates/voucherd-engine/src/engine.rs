@@ -16,9 +16,9 @@ use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
     Account, AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout,
-    CheckoutOutcome, IdempotencyScope, LifecycleOutcome, OrderDetails, OrderRecord, PaymentCounts,
-    ReleaseOutcome, StateCounts, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    CheckoutOutcome, IdempotencyScope, KeyRotation, LifecycleOutcome, OrderDetails, OrderRecord,
+    PaymentCounts, ReleaseOutcome, StateCounts, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
@@ -219,6 +219,52 @@ impl Engine {
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), EngineError> {
         self.store.insert_tenant(&tenant).await?;
         self.reload_tenants().await
+    }
+
+    /// Makes `signing_key` the tenant's current key under the next key id
+    /// (`k2` after `k1`); the key it replaces verifies what it signed until
+    /// those tokens expire. Answers the tenant as it is now.
+    pub async fn rotate_tenant_key(
+        &self,
+        tenant_id: TenantId,
+        signing_key: Vec<u8>,
+    ) -> Result<Tenant, EngineError> {
+        assert!(
+            signing_key.len() >= 32,
+            "a signing key has 256 bits at least"
+        );
+        let current = self.tenant_entry(tenant_id)?.tenant.clone();
+        let rotation = KeyRotation {
+            tenant_id,
+            replacing: current.key_id.clone(),
+            key_id: next_key_id(&current),
+            signing_key,
+            now: self.now(),
+        };
+        if !self.store.rotate_tenant_key(&rotation).await? {
+            return Err(EngineError::conflict(
+                ConflictKind::WrongState,
+                "the tenant's key was rotated meanwhile; read it again",
+            ));
+        }
+        self.reload_tenants().await?;
+        Ok(self.tenant_entry(tenant_id)?.tenant.clone())
+    }
+
+    pub async fn set_tenant_rate_limit(
+        &self,
+        tenant_id: TenantId,
+        rate_limit_per_second: Option<u32>,
+    ) -> Result<Tenant, EngineError> {
+        if !self
+            .store
+            .set_tenant_rate_limit(tenant_id, rate_limit_per_second)
+            .await?
+        {
+            return Err(EngineError::NotFound("tenant"));
+        }
+        self.reload_tenants().await?;
+        Ok(self.tenant_entry(tenant_id)?.tenant.clone())
     }
 
     /// Adds an account to a tenant the engine knows; `false` when the
@@ -1007,4 +1053,21 @@ pub(crate) fn uuid_at(now: Timestamp) -> uuid::Uuid {
     let seconds = u64::try_from(now.as_second()).unwrap_or(0);
     let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
     uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, nanos))
+}
+
+/// The id of the key after the tenant's current one: `k2` after `k1`, and
+/// past every retired id.
+pub fn next_key_id(tenant: &Tenant) -> String {
+    let number = |id: &str| id.strip_prefix('k').and_then(|n| n.parse::<u64>().ok());
+    let highest = std::iter::once(tenant.key_id.as_str())
+        .chain(
+            tenant
+                .retired_keys
+                .iter()
+                .map(|retired| retired.key_id.as_str()),
+        )
+        .filter_map(number)
+        .max()
+        .unwrap_or(0);
+    format!("k{}", highest + 1)
 }

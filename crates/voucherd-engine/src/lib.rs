@@ -23,7 +23,7 @@ pub mod workers;
 
 pub use crate::claims::{ClaimAnswer, ClaimLimits, Refusal};
 pub use crate::engine::{
-    CodesAdded, Engine, EngineConfig, PaymentSetup, Report, SweepReport, TierCounts,
+    CodesAdded, Engine, EngineConfig, PaymentSetup, Report, SweepReport, TierCounts, next_key_id,
 };
 pub use crate::error::{ConflictKind, EngineError};
 pub use voucherd_store::{Store, StoreError, model};

@@ -28,6 +28,8 @@ use crate::problem::Problem;
 const CLOCK_SKEW_SECONDS: i64 = 30;
 /// The issuer every token voucherd mints names, and every token it accepts must.
 const ISSUER: &str = "voucherd";
+/// The longest a token lives (`voucherd token` mints up to a year).
+pub const TOKEN_TTL_SECONDS_MAX: i64 = 366 * 24 * 3_600;
 /// Longer tokens are refused outright rather than parsed.
 const TOKEN_LENGTH_MAX: usize = 4_096;
 
@@ -64,7 +66,14 @@ struct Claims {
 #[derive(Debug, Deserialize)]
 struct Header {
     alg: String,
+    /// Which of the tenant's keys signed the token; tokens made before
+    /// keys had ids name none, and were signed by the first key.
+    #[serde(default)]
+    kid: Option<String>,
 }
+
+/// The id of the keys tokens without a `kid` were signed with.
+const KEY_ID_BEFORE_IDS: &str = "k1";
 
 /// Who is calling, after their token checked out.
 #[derive(Debug, Clone)]
@@ -145,7 +154,9 @@ pub fn mint(
     now: Timestamp,
     ttl: SignedDuration,
 ) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let header = URL_SAFE_NO_PAD.encode(
+        serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": tenant.key_id}).to_string(),
+    );
     let claims = Claims {
         iss: ISSUER.into(),
         tenant: tenant.id.to_string(),
@@ -200,7 +211,23 @@ pub fn verify(
     let tenant = tenant_of(tenant_id).ok_or_else(invalid)?;
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
     let signing_input_length = token.len() - signature_text_length(token);
-    hmac_for(&tenant.tenant.signing_key)
+    // The key the header names: the current one, or a retired one, which
+    // verifies only what it signed before it was retired.
+    let kid = header.kid.as_deref().unwrap_or(KEY_ID_BEFORE_IDS);
+    let (key, retired_at) = if kid == tenant.tenant.key_id {
+        (&tenant.tenant.signing_key, None)
+    } else {
+        let retired = tenant
+            .tenant
+            .retired_keys
+            .iter()
+            .find(|retired| retired.key_id == kid)
+            .ok_or_else(|| {
+                Problem::unauthorized("the token names a key this tenant does not have")
+            })?;
+        (&retired.signing_key, Some(retired.retired_at))
+    };
+    hmac_for(key)
         .chain_update(&token.as_bytes()[..signing_input_length])
         .verify_slice(&signature)
         .map_err(|_| invalid())?;
@@ -216,6 +243,17 @@ pub fn verify(
     }
     if claims.iat.saturating_sub(CLOCK_SKEW_SECONDS) > now_seconds {
         return Err(Problem::unauthorized("the token is not valid yet"));
+    }
+    if let Some(retired_at) = retired_at {
+        // A retired key's tokens were all issued before it was retired and
+        // live at most as long as a token may.
+        let issued_before = claims.iat <= retired_at.as_second().saturating_add(CLOCK_SKEW_SECONDS);
+        let within_ttl = claims.exp.saturating_sub(claims.iat) <= TOKEN_TTL_SECONDS_MAX;
+        if !issued_before || !within_ttl {
+            return Err(Problem::unauthorized(
+                "the token's key was rotated out before the token was issued",
+            ));
+        }
     }
     let subject = claims
         .sub
@@ -331,13 +369,11 @@ pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Probl
         },
     };
     if let Err(wait) = principal.tenant.admit() {
-        return Err(Problem::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Rate limit reached",
+        return Err(Problem::rate_limited(
             "this tenant's request rate is used up for now",
-        )
-        .retry_after(wait.as_secs_f64().ceil() as u64));
+            principal.tenant.tenant.rate_limit_per_second.unwrap_or(0),
+            wait.as_secs_f64().ceil() as u64,
+        ));
     }
     request.extensions_mut().insert(principal);
     Ok(())
@@ -356,6 +392,8 @@ mod tests {
             signing_key: vec![key; 32],
             time_zone: "UTC".into(),
             rate_limit_per_second: None,
+            key_id: "k1".into(),
+            retired_keys: Vec::new(),
             created_at: Timestamp::UNIX_EPOCH,
         }))
     }
@@ -502,5 +540,61 @@ mod tests {
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#)
         );
         assert!(verify(&none, |_| Some(one.clone()), now).is_err());
+    }
+
+    #[test]
+    fn a_rotated_key_verifies_what_it_signed_before_and_nothing_after() {
+        let old = tenant(3);
+        let now = Timestamp::UNIX_EPOCH + SignedDuration::from_hours(24 * 400);
+        let before = mint(&old.tenant, Role::Admin, None, now, HOUR * 2);
+        let rotated_at = now + HOUR;
+        let mut rotated = old.tenant.clone();
+        rotated
+            .retired_keys
+            .push(voucherd_engine::model::RetiredKey {
+                key_id: "k1".into(),
+                signing_key: old.tenant.signing_key.clone(),
+                retired_at: rotated_at,
+            });
+        rotated.signing_key = vec![4; 32];
+        rotated.key_id = "k2".into();
+        let current = Arc::new(TenantEntry::new(rotated.clone()));
+        let lookup = |_| Some(current.clone());
+        let later = rotated_at + HOUR / 2;
+        assert!(
+            verify(&before, lookup, later).is_ok(),
+            "signed before the rotation"
+        );
+        assert!(
+            verify(&before, lookup, now + HOUR * 3).is_err(),
+            "until it expires"
+        );
+        let after = mint(&old.tenant, Role::Admin, None, rotated_at + HOUR / 4, HOUR);
+        assert!(
+            verify(&after, lookup, later).is_err(),
+            "the old key signs nothing new"
+        );
+        let fresh = mint(&rotated, Role::Admin, None, later, HOUR);
+        assert!(fresh.starts_with(&URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k2""#)[..20]));
+        assert!(verify(&fresh, lookup, later).is_ok(), "the new key");
+        let mut unknown = rotated.clone();
+        unknown.key_id = "k9".into();
+        let unknown_kid = mint(&unknown, Role::Admin, None, later, HOUR);
+        let refused = verify(&unknown_kid, lookup, later).unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::UNAUTHORIZED);
+        // A token without a kid was signed by the first key.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = Claims {
+            iss: ISSUER.into(),
+            tenant: old.tenant.id.to_string(),
+            role: Role::Admin,
+            sub: None,
+            iat: now.as_second(),
+            exp: (now + HOUR * 2).as_second(),
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let input = format!("{header}.{payload}");
+        let signature = URL_SAFE_NO_PAD.encode(sign(&old.tenant.signing_key, input.as_bytes()));
+        assert!(verify(&format!("{input}.{signature}"), lookup, later).is_ok());
     }
 }

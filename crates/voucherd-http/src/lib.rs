@@ -45,7 +45,7 @@ use voucherd_engine::Engine;
 use crate::idempotency::InFlightKeys;
 use crate::observe::{HttpMetrics, observe};
 use crate::problem::Problem;
-use crate::routes::{campaigns, claims, operations, payments, vouchers};
+use crate::routes::{campaigns, claims, operations, payments, tenant, vouchers};
 
 /// Bounds of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -145,6 +145,9 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::checkout))
         .routes(routes!(payments::release))
         .routes(routes!(payments::order))
+        .routes(routes!(tenant::get))
+        .routes(routes!(tenant::rotate_key))
+        .routes(routes!(tenant::set_limits))
 }
 
 /// The `/v1` routes that take large bodies: code uploads, and campaigns,

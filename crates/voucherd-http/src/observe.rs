@@ -135,7 +135,56 @@ impl HttpMetrics {
     }
 }
 
+tokio::task_local! {
+    /// The id of the request being answered, for the problem it may answer.
+    pub static REQUEST_ID: String;
+}
+
+/// Ids this process gives requests: a random prefix per process and a
+/// count, so that ids of several nodes do not collide.
+fn next_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0_u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix:08x}-{count:x}")
+}
+
+/// The id a caller (or the proxy in front) sent, when it is a sane one.
+fn sent_request_id(request: &Request) -> Option<String> {
+    let sent = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let sane = (1..=64).contains(&sent.len())
+        && sent
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+    sane.then(|| sent.to_owned())
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Every request gets an id (the caller's `X-Request-Id` when sane): every
+/// log line of the request carries it (a span), its answer names it in the
+/// same header, and a problem answer in its body.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let id = sent_request_id(&request).unwrap_or_else(next_request_id);
+    let span = tracing::warn_span!("request", id = %id);
+    let mut response = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(measured(metrics, request, next), span),
+        )
+        .await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn measured(metrics: HttpMetrics, request: Request, next: Next) -> Response {
     let started = Instant::now();
     metrics.in_flight.inc();
     let _in_flight = InFlight(metrics.in_flight.clone());

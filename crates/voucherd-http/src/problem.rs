@@ -19,6 +19,8 @@ pub struct Problem {
     detail: String,
     retry_after_seconds: Option<u64>,
     errors: Vec<FieldErrorBody>,
+    /// Requests a second of the limit that refused this one.
+    rate_limit_quota: Option<u32>,
 }
 
 /// The JSON of a problem answer.
@@ -33,6 +35,10 @@ pub struct ProblemBody {
     /// Each rejected field, for `validation` problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldErrorBody>,
+    /// The request's id, as in its `X-Request-Id` answer header and in the
+    /// node's log lines of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -55,7 +61,22 @@ impl Problem {
             detail: detail.into(),
             retry_after_seconds: None,
             errors: Vec::new(),
+            rate_limit_quota: None,
         }
+    }
+
+    /// 429: a rate limit of `quota` requests a second is used up for
+    /// `wait_seconds`.
+    pub fn rate_limited(detail: impl Into<String>, quota: u32, wait_seconds: u64) -> Problem {
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Rate limit reached",
+            detail,
+        )
+        .retry_after(wait_seconds);
+        problem.rate_limit_quota = Some(quota);
+        problem
     }
 
     pub fn retry_after(mut self, seconds: u64) -> Problem {
@@ -165,6 +186,7 @@ impl IntoResponse for Problem {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            request_id: crate::observe::REQUEST_ID.try_with(Clone::clone).ok(),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -174,6 +196,18 @@ impl IntoResponse for Problem {
         );
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(quota) = self.rate_limit_quota {
+            // draft-ietf-httpapi-ratelimit-headers: the policy, and that
+            // none of it is left for the seconds Retry-After says.
+            let reset = self.retry_after_seconds.unwrap_or(1);
+            if let (Ok(policy), Ok(now)) = (
+                HeaderValue::from_str(&format!("\"tenant\";q={quota};w=1")),
+                HeaderValue::from_str(&format!("\"tenant\";r=0;t={reset}")),
+            ) {
+                headers.insert("ratelimit-policy", policy);
+                headers.insert("ratelimit", now);
+            }
         }
         response
     }

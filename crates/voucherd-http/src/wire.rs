@@ -755,6 +755,35 @@ pub struct OrderCountsBody {
     pub pending: u64,
 }
 
+/// A tenant as its admins see it; never its keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantBody {
+    pub id: String,
+    pub name: String,
+    pub time_zone: String,
+    /// `null`: no limit.
+    pub rate_limit_per_second: Option<u32>,
+    /// The `kid` of the key new tokens are signed with.
+    pub key_id: String,
+    /// Keys that verify only what they signed before they were retired.
+    pub retired_key_ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRotatedBody {
+    pub tenant: TenantBody,
+    /// An admin token of the new key, valid for 12 hours.
+    pub admin_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimitsBody {
+    /// Requests a second across the tenant's tokens; `null` for no limit.
+    #[serde(deserialize_with = "whole::optional")]
+    pub rate_limit_per_second: Option<i64>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthBody {
     pub status: String,

@@ -193,6 +193,8 @@ async fn tenant(store: &Arc<dyn Store>) -> TenantId {
         signing_key: vec![7; 32],
         time_zone: "UTC".into(),
         rate_limit_per_second: None,
+        key_id: "k1".into(),
+        retired_keys: Vec::new(),
         created_at: Timestamp::now(),
     };
     store.insert_tenant(&tenant).await.expect("a tenant");

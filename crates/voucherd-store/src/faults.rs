@@ -13,7 +13,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -95,6 +95,22 @@ impl Store for FaultyStore {
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.check()?;
         self.inner.tenants().await
+    }
+
+    async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.rotate_tenant_key(rotation).await
+    }
+
+    async fn set_tenant_rate_limit(
+        &self,
+        tenant_id: TenantId,
+        rate_limit_per_second: Option<u32>,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        self.inner
+            .set_tenant_rate_limit(tenant_id, rate_limit_per_second)
+            .await
     }
 
     async fn insert_account(&self, account: &Account) -> StoreResult<bool> {

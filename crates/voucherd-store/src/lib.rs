@@ -37,7 +37,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -92,7 +92,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn payment_backlog(&self, now: Timestamp) -> StoreResult<PaymentBacklog>;
 
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    /// Every tenant, with its current key and its retired ones.
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Makes `rotation.signing_key` the tenant's current key, keeping the
+    /// one it replaces as retired at `rotation.now`; `false` when there is
+    /// no such tenant or its current key is not `rotation.replacing`.
+    async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool>;
+    /// `false` when there is no such tenant.
+    async fn set_tenant_rate_limit(
+        &self,
+        tenant_id: TenantId,
+        rate_limit_per_second: Option<u32>,
+    ) -> StoreResult<bool>;
 
     /// Adds an account unless its email is taken in its tenant; answers
     /// whether it was added.

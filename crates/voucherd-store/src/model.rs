@@ -13,12 +13,36 @@ use voucherd_core::voucher::{Redemption, VoucherRefusal, VoucherState};
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
+    /// The key tokens are signed with now, and its id (a token's `kid`).
     pub signing_key: Vec<u8>,
+    pub key_id: String,
+    /// Keys rotated out: each verifies the tokens it signed before it was
+    /// retired, until they expire.
+    pub retired_keys: Vec<RetiredKey>,
     /// An IANA zone name; daily limits count calendar days there.
     pub time_zone: String,
     /// Requests per second across the tenant's tokens; `None` is no limit.
     pub rate_limit_per_second: Option<u32>,
     pub created_at: Timestamp,
+}
+
+/// A tenant's new signing key, replacing the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub tenant_id: TenantId,
+    /// The id of the key being replaced: two rotations at once cannot both
+    /// retire the same key.
+    pub replacing: String,
+    pub key_id: String,
+    pub signing_key: Vec<u8>,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredKey {
+    pub key_id: String,
+    pub signing_key: Vec<u8>,
+    pub retired_at: Timestamp,
 }
 
 /// What a person signed in to a tenant's pages may do.

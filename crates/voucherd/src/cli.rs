@@ -175,6 +175,38 @@ pub struct TokenArgs {
 pub enum TenantCommand {
     /// Create a tenant and print its id and an admin token.
     Create(TenantCreateArgs),
+    /// List the tenants: id, name, time zone, rate limit, key ids.
+    List(TenantListArgs),
+    /// Give a tenant a new signing key; tokens the old key signed verify
+    /// until they expire, new tokens are signed with the new key.
+    RotateKey(TenantKeyArgs),
+    /// Set (or, with `none`, lift) a tenant's requests per second.
+    SetLimits(TenantLimitsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantKeyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long)]
+    pub tenant: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantLimitsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long)]
+    pub tenant: String,
+    /// Requests per second across the tenant's tokens, or `none`.
+    #[arg(long)]
+    pub rate_limit_per_second: String,
 }
 
 #[derive(Debug, Args)]

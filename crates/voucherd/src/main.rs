@@ -44,6 +44,13 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Tenant(TenantCommand::Create(args))) => {
                 tenancy::create_tenant(args).await
             }
+            Some(Command::Tenant(TenantCommand::List(args))) => tenancy::list_tenants(args).await,
+            Some(Command::Tenant(TenantCommand::RotateKey(args))) => {
+                tenancy::rotate_key(args).await
+            }
+            Some(Command::Tenant(TenantCommand::SetLimits(args))) => {
+                tenancy::set_limits(args).await
+            }
             Some(Command::Account(AccountCommand::Create(args))) => {
                 tenancy::create_account(args).await
             }

@@ -22,7 +22,14 @@ use crate::tenancy::ensure_development_tenant;
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store).await?;
-    let development = ensure_development_tenant(&*store).await?;
+    // The development tenant and its printed tokens are the demo's alone:
+    // a start on a shared database (a production start) makes no tenant
+    // and prints no credential, where log collectors would keep it.
+    let demo_start = args.demo || args.store.database_url.is_none();
+    let development = match demo_start {
+        true => Some(ensure_development_tenant(&*store).await?),
+        false => None,
+    };
     if args.demo && args.gateways.is_empty() {
         args.gateways = demo_gateways().await?;
     }
@@ -42,12 +49,12 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the engine")?;
     let connection_metrics = ConnectionMetrics::register(&mut registry, engine.metrics());
     crate::disk::register(&mut registry, args.store.data_dir.clone());
-    let demo = match args.demo {
-        true => Some((
+    let demo = match (&development, args.demo) {
+        (Some(development), true) => Some((
             ensure_demo_campaign(&engine, development.id).await?,
-            ensure_demo_admin(&engine, &development).await?,
+            ensure_demo_admin(&engine, development).await?,
         )),
-        false => None,
+        _ => None,
     };
     let http = HttpConfig {
         requests_in_flight_max: args.requests_in_flight_max,
@@ -89,10 +96,6 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
 
-    let now = Timestamp::now();
-    let ttl = SignedDuration::from_hours(720);
-    let admin = mint(&development, Role::Admin, None, now, ttl);
-    let service = mint(&development, Role::Service, None, now, ttl);
     println!("voucherd listening on http://{address}");
     println!("database {}", describe(&args.store));
     println!(
@@ -102,29 +105,11 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         args.connections_memory_mb,
         CONNECTION_BYTES / 1024
     );
-    println!("development tenant {}", development.id);
-    println!("export VOUCHERD_ADMIN_TOKEN={admin}");
-    println!("export VOUCHERD_SERVICE_TOKEN={service}");
-    if let Some((demo, (admin_email, admin_password))) = demo {
-        let id = demo.record.id;
-        println!(
-            "# the shop:          http://{address}/shop/{}",
-            development.id
-        );
-        println!(
-            "# its admin console: http://{address}/shop/{}/admin  ({admin_email} / {admin_password})",
-            development.id
-        );
-        let bearer = "-H \"Authorization: Bearer $VOUCHERD_SERVICE_TOKEN\"";
-        println!("# paste the two exports above, then try the demo coupon:");
-        println!("curl -s http://{address}/v1/campaigns/live {bearer}");
-        println!(
-            "curl -s -X POST http://{address}/v1/campaigns/{id}/claims {bearer} -H 'Content-Type: application/json' -d '{{\"user_id\": \"alice\"}}'"
-        );
-        println!(
-            "curl -s http://{address}/v1/campaigns/{id}/report -H \"Authorization: Bearer $VOUCHERD_ADMIN_TOKEN\""
-        );
-        println!("curl -s http://{address}/openapi.json   # the whole API");
+    match &development {
+        Some(development) => print_demo(development, address, demo.as_ref()),
+        None => println!(
+            "no tenant made and no token printed: a production start. Tenants: `voucherd tenant create | list`, tokens: `voucherd token`"
+        ),
     }
 
     connections::serve(listener, router, limits.limits, shutdown_signal()).await;
@@ -138,6 +123,43 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The demo's credentials and what to try: printed only by a demo start.
+fn print_demo(
+    development: &voucherd_engine::model::Tenant,
+    address: std::net::SocketAddr,
+    demo: Option<&(voucherd_engine::campaigns::CampaignView, (String, String))>,
+) {
+    let now = Timestamp::now();
+    let ttl = SignedDuration::from_hours(720);
+    let admin = mint(development, Role::Admin, None, now, ttl);
+    let service = mint(development, Role::Service, None, now, ttl);
+    println!("development tenant {}", development.id);
+    println!("export VOUCHERD_ADMIN_TOKEN={admin}");
+    println!("export VOUCHERD_SERVICE_TOKEN={service}");
+    let Some((demo, (admin_email, admin_password))) = demo else {
+        return;
+    };
+    let id = demo.record.id;
+    println!(
+        "# the shop:          http://{address}/shop/{}",
+        development.id
+    );
+    println!(
+        "# its admin console: http://{address}/shop/{}/admin  ({admin_email} / {admin_password})",
+        development.id
+    );
+    let bearer = "-H \"Authorization: Bearer $VOUCHERD_SERVICE_TOKEN\"";
+    println!("# paste the two exports above, then try the demo coupon:");
+    println!("curl -s http://{address}/v1/campaigns/live {bearer}");
+    println!(
+        "curl -s -X POST http://{address}/v1/campaigns/{id}/claims {bearer} -H 'Content-Type: application/json' -d '{{\"user_id\": \"alice\"}}'"
+    );
+    println!(
+        "curl -s http://{address}/v1/campaigns/{id}/report -H \"Authorization: Bearer $VOUCHERD_ADMIN_TOKEN\""
+    );
+    println!("curl -s http://{address}/openapi.json   # the whole API");
 }
 
 /// What one open connection costs the process, with room to spare: 4,000

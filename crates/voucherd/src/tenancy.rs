@@ -8,12 +8,17 @@ use voucherd_http::auth::{Role, mint};
 use voucherd_store::Store;
 use voucherd_store::model::{Account, AccountRole, Tenant};
 
-use crate::cli::{AccountCreateArgs, AccountRoleArg, RoleArg, TenantCreateArgs, TokenArgs};
+use crate::cli::{
+    AccountCreateArgs, AccountRoleArg, RoleArg, TenantCreateArgs, TenantKeyArgs, TenantLimitsArgs,
+    TenantListArgs, TokenArgs,
+};
 use crate::storage::open_store;
 
 pub const DEVELOPMENT_TENANT: &str = "development";
 /// Signing keys are 256 random bits, the size of HS256's hash.
 const SIGNING_KEY_BYTES: usize = 32;
+/// The id of a tenant's first key; each rotation counts up (`k2`, ...).
+const FIRST_KEY_ID: &str = "k1";
 
 pub fn new_tenant(
     name: &str,
@@ -21,17 +26,99 @@ pub fn new_tenant(
     rate_limit_per_second: Option<u32>,
 ) -> anyhow::Result<Tenant> {
     TimeZone::get(time_zone).with_context(|| format!("unknown time zone {time_zone:?}"))?;
-    let mut signing_key = vec![0; SIGNING_KEY_BYTES];
-    getrandom::fill(&mut signing_key)
-        .map_err(|error| anyhow::anyhow!("drawing a signing key: {error}"))?;
     Ok(Tenant {
         id: TenantId::from_uuid(uuid::Uuid::new_v4()),
         name: name.to_owned(),
-        signing_key,
+        signing_key: new_signing_key()?,
         time_zone: time_zone.to_owned(),
         rate_limit_per_second,
         created_at: Timestamp::now(),
+        key_id: FIRST_KEY_ID.to_owned(),
+        retired_keys: Vec::new(),
     })
+}
+
+/// 256 random bits from the operating system.
+pub fn new_signing_key() -> anyhow::Result<Vec<u8>> {
+    let mut signing_key = vec![0; SIGNING_KEY_BYTES];
+    getrandom::fill(&mut signing_key)
+        .map_err(|error| anyhow::anyhow!("drawing a signing key: {error}"))?;
+    Ok(signing_key)
+}
+
+pub async fn list_tenants(args: TenantListArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    println!("id\tname\ttime_zone\trate_limit_per_second\tkey_id\tretired_key_ids");
+    for tenant in store.tenants().await.context("reading tenants")? {
+        let retired: Vec<&str> = tenant
+            .retired_keys
+            .iter()
+            .map(|retired| retired.key_id.as_str())
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            tenant.id,
+            tenant.name,
+            tenant.time_zone,
+            tenant
+                .rate_limit_per_second
+                .map_or("none".to_owned(), |rate| rate.to_string()),
+            tenant.key_id,
+            retired.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub async fn rotate_key(args: TenantKeyArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let tenant = tenant_named(&*store, Some(&args.tenant)).await?;
+    let rotation = voucherd_store::model::KeyRotation {
+        tenant_id: tenant.id,
+        replacing: tenant.key_id.clone(),
+        key_id: voucherd_engine::next_key_id(&tenant),
+        signing_key: new_signing_key()?,
+        now: Timestamp::now(),
+    };
+    if !store
+        .rotate_tenant_key(&rotation)
+        .await
+        .context("rotating the key")?
+    {
+        bail!("the tenant's key changed meanwhile; try again");
+    }
+    println!(
+        "tenant {} now signs with key {} (key {} verifies its tokens until they expire); nodes follow within a refresh",
+        tenant.id, rotation.key_id, rotation.replacing
+    );
+    Ok(())
+}
+
+pub async fn set_limits(args: TenantLimitsArgs) -> anyhow::Result<()> {
+    let rate = match args.rate_limit_per_second.as_str() {
+        "none" => None,
+        text => Some(
+            text.parse::<u32>()
+                .ok()
+                .filter(|rate| *rate > 0)
+                .context("--rate-limit-per-second takes a positive whole number or none")?,
+        ),
+    };
+    let store = open_store(&args.store).await?;
+    let tenant = tenant_named(&*store, Some(&args.tenant)).await?;
+    if !store
+        .set_tenant_rate_limit(tenant.id, rate)
+        .await
+        .context("setting the limit")?
+    {
+        bail!("no tenant {}", tenant.id);
+    }
+    println!(
+        "tenant {}: {} requests a second",
+        tenant.id,
+        rate.map_or("no limit on".to_owned(), |rate| rate.to_string())
+    );
+    Ok(())
 }
 
 /// The development tenant, made with its key on the first start of an

@@ -4,4 +4,5 @@ pub mod campaigns;
 pub mod claims;
 pub mod operations;
 pub mod payments;
+pub mod tenant;
 pub mod vouchers;

@@ -82,6 +82,8 @@ pub fn tenant(name: &str, time_zone: &str) -> Tenant {
         signing_key: name.bytes().cycle().take(32).collect(),
         time_zone: time_zone.into(),
         rate_limit_per_second: None,
+        key_id: "k1".into(),
+        retired_keys: Vec::new(),
         created_at: at("2026-11-01T00:00:00Z"),
     }
 }

@@ -120,7 +120,23 @@ async fn a_tenant_past_its_rate_limit_gets_429_with_retry_after() {
                 .unwrap()
                 >= 1
         );
+        assert_eq!(answer.headers["ratelimit-policy"], "\"tenant\";q=2;w=1");
+        let reset = answer.headers["retry-after"].to_str().unwrap();
+        assert_eq!(
+            answer.headers["ratelimit"],
+            format!("\"tenant\";r=0;t={reset}").as_str()
+        );
+        let id = answer.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(
+            answer.body["request_id"], id,
+            "the problem names its request"
+        );
     }
+    let ids: std::collections::HashSet<&str> = answers
+        .iter()
+        .map(|answer| answer.headers["x-request-id"].to_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), answers.len(), "every request has its own id");
     let other_tenant = app.get("/v1/campaigns/live", &app.admin).await;
     assert_eq!(other_tenant.status, StatusCode::OK, "limits are per tenant");
 }

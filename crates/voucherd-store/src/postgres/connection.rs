@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/postgres/0005_accounts.sql"),
     ),
+    (
+        6,
+        "tenant keys",
+        include_str!("../../migrations/postgres/0006_tenant_keys.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

@@ -18,6 +18,7 @@ mod idempotency;
 mod payments;
 mod rows;
 mod shares;
+mod tenants;
 mod vouchers;
 
 use std::time::Duration;
@@ -29,8 +30,7 @@ use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
-use self::rows::{TENANT_COLUMNS, stored};
-use crate::model::{Account, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -135,41 +135,31 @@ impl Store for PostgresStore {
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         self.pools
             .run(Side::Primary, async |client| {
-                let rate_limit = tenant.rate_limit_per_second.map(rows::integer);
-                client
-                    .execute(
-                        &format!(
-                            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-                        ),
-                        &[
-                            tenant.id.as_uuid(),
-                            &tenant.name,
-                            &tenant.signing_key,
-                            &tenant.time_zone,
-                            &rate_limit,
-                            &stored(tenant.created_at),
-                        ],
-                    )
-                    .await
-                    .map_err(database)?;
-                Ok(())
+                tenants::insert(client, tenant).await
             })
             .await
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.pools
+            .run(Side::Primary, async |client| tenants::all(client).await)
+            .await
+    }
+
+    async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool> {
+        self.pools
+            .transaction(async |transaction| tenants::rotate_key(transaction, rotation).await)
+            .await
+    }
+
+    async fn set_tenant_rate_limit(
+        &self,
+        tenant_id: TenantId,
+        rate_limit_per_second: Option<u32>,
+    ) -> StoreResult<bool> {
+        self.pools
             .run(Side::Primary, async |client| {
-                client
-                    .query(
-                        &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at, id"),
-                        &[],
-                    )
-                    .await
-                    .map_err(database)?
-                    .iter()
-                    .map(rows::tenant)
-                    .collect()
+                tenants::set_rate_limit(client, tenant_id, rate_limit_per_second).await
             })
             .await
     }

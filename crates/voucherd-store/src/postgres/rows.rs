@@ -30,7 +30,7 @@ pub(crate) const CAMPAIGN_WITH_TIERS: &str = "id, tenant_id, name, message, desc
            WHERE tier.campaign_id = campaigns.id ORDER BY until_rank)";
 
 pub(crate) const TENANT_COLUMNS: &str =
-    "id, name, signing_key, time_zone, rate_limit_per_second, created_at";
+    "id, name, signing_key, time_zone, rate_limit_per_second, created_at, key_id";
 
 /// The instant as stored: timestamptz holds microseconds, the SQLite backend
 /// milliseconds, and both backends keep the same values.
@@ -89,6 +89,8 @@ pub(crate) fn tenant(row: &Row) -> Result<Tenant, StoreError> {
             .map(|limit| count(i64::from(limit)))
             .transpose()?,
         created_at: get(row, 5)?,
+        key_id: get(row, 6)?,
+        retired_keys: Vec::new(),
     })
 }
 

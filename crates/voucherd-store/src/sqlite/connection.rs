@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/sqlite/0005_accounts.sql"),
     ),
+    (
+        6,
+        "tenant keys",
+        include_str!("../../migrations/sqlite/0006_tenant_keys.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)

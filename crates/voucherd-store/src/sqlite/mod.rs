@@ -11,6 +11,7 @@ mod payments;
 mod readers;
 mod rows;
 mod shares;
+mod tenants;
 mod vouchers;
 mod writer;
 
@@ -18,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::params;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
@@ -26,9 +26,8 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::database;
 use self::readers::Readers;
-use self::rows::TENANT_COLUMNS;
 use self::writer::Writer;
-use crate::model::{Account, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -115,41 +114,29 @@ impl Store for SqliteStore {
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         let tenant = tenant.clone();
         self.writer
-            .run(move |connection| {
-                connection
-                    .execute(
-                        &format!(
-                            "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                        ),
-                        params![
-                            tenant.id.to_string(),
-                            tenant.name,
-                            tenant.signing_key,
-                            tenant.time_zone,
-                            tenant.rate_limit_per_second,
-                            rows::millis(tenant.created_at)
-                        ],
-                    )
-                    .map_err(database)?;
-                Ok(())
-            })
+            .run(move |connection| tenants::insert(connection, &tenant))
             .await
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        self.readers
-            .run(|connection| {
-                let mut statement = connection
-                    .prepare(&format!(
-                        "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at"
-                    ))
-                    .map_err(database)?;
-                let mut found = statement.query([]).map_err(database)?;
-                let mut tenants = Vec::new();
-                while let Some(row) = found.next().map_err(database)? {
-                    tenants.push(rows::tenant(row)?);
-                }
-                Ok(tenants)
+        self.readers.run(tenants::all).await
+    }
+
+    async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool> {
+        let rotation = rotation.clone();
+        self.writer
+            .run(move |connection| tenants::rotate_key(connection, &rotation))
+            .await
+    }
+
+    async fn set_tenant_rate_limit(
+        &self,
+        tenant_id: TenantId,
+        rate_limit_per_second: Option<u32>,
+    ) -> StoreResult<bool> {
+        self.writer
+            .run(move |connection| {
+                tenants::set_rate_limit(connection, tenant_id, rate_limit_per_second)
             })
             .await
     }

@@ -21,7 +21,7 @@ pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, descrip
      redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at";
 
 pub(crate) const TENANT_COLUMNS: &str =
-    "id, name, signing_key, time_zone, rate_limit_per_second, created_at";
+    "id, name, signing_key, time_zone, rate_limit_per_second, created_at, key_id";
 
 pub(crate) fn millis(timestamp: Timestamp) -> i64 {
     timestamp.as_millisecond()
@@ -86,6 +86,8 @@ pub(crate) fn tenant(row: &Row<'_>) -> Result<Tenant, StoreError> {
         time_zone: get(row, 3)?,
         rate_limit_per_second: get::<Option<i64>>(row, 4)?.map(count).transpose()?,
         created_at: timestamp(get(row, 5)?)?,
+        key_id: get(row, 6)?,
+        retired_keys: Vec::new(),
     })
 }
 

@@ -78,6 +78,8 @@ pub async fn new_tenant(store: &Arc<dyn Store>) -> TenantId {
         signing_key: vec![7; 32],
         time_zone: "UTC".into(),
         rate_limit_per_second: None,
+        key_id: "k1".into(),
+        retired_keys: Vec::new(),
         created_at: at("2026-11-01T00:00:00Z"),
     };
     store

@@ -14,3 +14,4 @@ mod pages;
 mod payments;
 mod server;
 mod shutdown;
+mod tenancy;

@@ -21,17 +21,79 @@ pub struct TestServer {
     pub client: reqwest::Client,
 }
 
+/// The name of the tenant the tests make on a shared database.
+const TEST_TENANT: &str = "it";
+
+/// Runs a `voucherd` command against the store `store_args` name; answers
+/// what it printed.
+fn voucherd(args: &[&str], store_args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_voucherd"))
+        .args(args)
+        .args(store_args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running voucherd");
+    assert!(output.status.success(), "voucherd {args:?}: {output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The admin and service tokens of the test tenant of a shared database,
+/// made the way an operator makes them (a production start prints none):
+/// `voucherd tenant create` the first time, then `voucherd token`.
+fn tokens_of_database(data_dir: &Path, extra: &[&str]) -> (String, String) {
+    let url = extra
+        .iter()
+        .position(|arg| *arg == "--database-url")
+        .and_then(|at| extra.get(at + 1))
+        .expect("a database URL");
+    let data_dir = data_dir.to_str().expect("a UTF-8 path");
+    let store = ["--database-url", url, "--data-dir", data_dir];
+    let listed = voucherd(&["tenant", "list"], &store);
+    let tenant = match listed
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .find(|fields| fields.get(1) == Some(&TEST_TENANT))
+    {
+        Some(fields) => fields[0].to_owned(),
+        None => {
+            let created = voucherd(&["tenant", "create", "--name", TEST_TENANT], &store);
+            created
+                .lines()
+                .find_map(|line| line.strip_prefix("tenant "))
+                .expect("the new tenant's id")
+                .to_owned()
+        }
+    };
+    let token = |role| {
+        voucherd(&["token", "--tenant", &tenant, "--role", role], &store)
+            .trim()
+            .to_owned()
+    };
+    (token("admin"), token("service"))
+}
+
 impl TestServer {
+    /// A node on the embedded store in `data_dir`, or on the database an
+    /// `--database-url` in `extra` names.
     pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_voucherd"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra);
-        TestServer::spawn(command)
+        let tokens = extra
+            .contains(&"--database-url")
+            .then(|| tokens_of_database(data_dir, extra));
+        TestServer::launch(command, tokens)
     }
 
-    pub fn spawn(mut command: Command) -> TestServer {
+    pub fn spawn(command: Command) -> TestServer {
+        TestServer::launch(command, None)
+    }
+
+    /// Starts `command`; a node that prints no tokens (a production start)
+    /// is given `tokens`.
+    fn launch(mut command: Command, tokens: Option<(String, String)>) -> TestServer {
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -48,7 +110,11 @@ impl TestServer {
                 let _ = lines.send(line);
             }
         });
-        let (mut base, mut admin, mut service) = (None, None, None);
+        let (mut admin, mut service) = match tokens {
+            Some((admin, service)) => (Some(admin), Some(service)),
+            None => (None, None),
+        };
+        let mut base = None;
         while base.is_none() || admin.is_none() || service.is_none() {
             let line = received
                 .recv_timeout(START_TIMEOUT)
