@@ -180,12 +180,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole service. `registry` must already hold the engine's metrics;
 /// the HTTP metrics are added to it here.
 pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Router {
-    let http_metrics = HttpMetrics::register(
+    // Both are cloned for every request (axum clones a layer's state, and
+    // HandleError its closure): behind an Arc, each clone is one count.
+    let http_metrics = Arc::new(HttpMetrics::register(
         &mut registry,
         engine.metrics().clone(),
         config.requests_in_flight_max,
-    );
-    let refusals = engine.metrics().clone();
+    ));
+    let refusals = Arc::new(engine.metrics().clone());
     let state = AppState(Arc::new(Shared {
         engine,
         registry,
@@ -216,7 +218,7 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
     let openapi = Arc::new(openapi());
     let overload = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |error: BoxError| {
-            let refusals = refusals.clone();
+            let refusals = Arc::clone(&refusals);
             async move { answer_overload(&refusals, error) }
         }))
         .load_shed()

@@ -169,7 +169,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Every request gets an id (the caller's `X-Request-Id` when sane): every
 /// log line of the request carries it (a span), its answer names it in the
 /// same header, and a problem answer in its body.
-pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(metrics): State<std::sync::Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = sent_request_id(&request).unwrap_or_else(next_request_id);
     let span = tracing::warn_span!("request", id = %id);
     let mut response = REQUEST_ID
@@ -184,7 +188,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     response
 }
 
-async fn measured(metrics: HttpMetrics, request: Request, next: Next) -> Response {
+async fn measured(metrics: std::sync::Arc<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     metrics.in_flight.inc();
     let _in_flight = InFlight(metrics.in_flight.clone());
