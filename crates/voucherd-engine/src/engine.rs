@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 use voucherd_core::campaign::{
     CampaignKind, CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Supply, Trigger,
 };
@@ -36,9 +37,13 @@ pub struct EngineConfig {
     pub claims: ClaimLimits,
     /// Codes one request may upload or generate.
     pub codes_per_request_max: u32,
-    /// Codes sent to the store in one call while publishing: one slice, the
-    /// most a claim waits behind on the SQLite writer.
+    /// Codes sent to the store in one call while publishing at most: one
+    /// slice, what a claim waits behind on the SQLite writer.
     pub codes_per_slice: u32,
+    /// How long one slice should take: slices shrink as the store grows
+    /// slower (a bigger database, cold pages) and grow back, so that a
+    /// claim waits about this long behind one, whatever the store's size.
+    pub slice_time_target: Duration,
     /// A publish that must make more codes than this answers at once and
     /// makes them after its answer; one with fewer answers when live.
     pub codes_made_before_answer_max: u32,
@@ -65,6 +70,7 @@ impl Default for EngineConfig {
             claims: ClaimLimits::default(),
             codes_per_request_max: 100_000,
             codes_per_slice: 2_000,
+            slice_time_target: Duration::from_millis(10),
             codes_made_before_answer_max: 100_000,
             idempotency_ttl: SignedDuration::from_hours(24),
             sweep_limit: 10_000,
@@ -536,17 +542,26 @@ impl Engine {
         // collided; with a code space a hundred times the supply, a round in
         // which most codes collide means the space is used up.
         let mut crowded_rounds = 0;
+        let mut slice = self.config.codes_per_slice;
         while crowded_rounds < 8 {
             let before = entry.view().voucher_count;
             let missing = supply.saturating_sub(before);
             if missing == 0 {
                 return Ok(());
             }
-            let chunk = missing.min(self.config.codes_per_slice);
+            let chunk = missing.min(slice);
             let codes: Vec<VoucherCode> = (0..chunk)
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();
-            match self.store.add_codes(entry.id(), &codes).await? {
+            let started = tokio::time::Instant::now();
+            let outcome = self.store.add_codes(entry.id(), &codes).await?;
+            slice = next_slice(
+                chunk,
+                started.elapsed(),
+                self.config.slice_time_target,
+                self.config.codes_per_slice,
+            );
+            match outcome {
                 AddCodesOutcome::Added { voucher_count, .. } => {
                     entry.set_voucher_count(voucher_count)
                 }
@@ -1070,4 +1085,43 @@ pub fn next_key_id(tenant: &Tenant) -> String {
         .max()
         .unwrap_or(0);
     format!("k{}", highest + 1)
+}
+
+/// The codes of the next slice: as many as the last slice's pace makes in
+/// the target time, between a floor that keeps progress and `most`.
+fn next_slice(made: u32, took: Duration, target: Duration, most: u32) -> u32 {
+    const FEWEST: u32 = 50;
+    assert!(most >= FEWEST, "a slice takes {FEWEST} codes at least");
+    let per_second = f64::from(made) / took.as_secs_f64().max(1e-6);
+    let fits = (per_second * target.as_secs_f64()) as u64;
+    // At most double from one slice to the next, so one fast slice (pages
+    // in the cache) does not make the next one long.
+    fits.min(u64::from(made) * 2)
+        .clamp(u64::from(FEWEST), u64::from(most)) as u32
+}
+
+#[cfg(test)]
+mod slice_tests {
+    use super::*;
+
+    #[test]
+    fn slices_follow_the_store_pace() {
+        let target = Duration::from_millis(10);
+        // 2,000 codes in 280 ms (a big, cold database): 71 fit in 10 ms.
+        assert_eq!(
+            next_slice(2_000, Duration::from_millis(280), target, 2_000),
+            71
+        );
+        // Slower still: never below the floor.
+        assert_eq!(next_slice(50, Duration::from_secs(1), target, 2_000), 50);
+        // Fast again: grows, but at most double a slice.
+        assert_eq!(
+            next_slice(100, Duration::from_millis(1), target, 2_000),
+            200
+        );
+        assert_eq!(
+            next_slice(2_000, Duration::from_millis(1), target, 2_000),
+            2_000
+        );
+    }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Claims on one campaign while an admin publishes another of a large
+# supply, against the same claims with nothing else going on: wrk -t1
+# -c$CONNECTIONS for $SECONDS s each (node on core 1, wrk on core 0), and
+# the time from the publish's answer until the campaign is live.
+#
+# Usage: bench/publish.sh [supply, default 5000000] [seconds, default 30]
+#   CONNECTIONS=16  OTHER_SUPPLY=2000000 (the campaign claimed meanwhile)
+#   BIN=path/to/voucherd (default: a release build of this checkout)
+#   DATABASE_URL=postgres://... (PostgreSQL, scratch database)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUPPLY="${1:-5000000}"
+SECONDS_EACH="${2:-30}"
+CONNECTIONS="${CONNECTIONS:-16}"
+PORT=18530
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+OTHER_SUPPLY="${OTHER_SUPPLY:-2000000}"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p voucherd >/dev/null
+  BIN=target/release/voucherd
+fi
+. bench/lib.sh
+WORK=$(mktemp -d)
+SERVER=""
+SCRATCH_DB=""
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+  wait 2>/dev/null
+  [ -n "$SCRATCH_DB" ] && psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $SCRATCH_DB" >/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+STORE_ARGS=(--data-dir "$WORK/data")
+if [ -n "${DATABASE_URL:-}" ]; then
+  SCRATCH_DB="voucherd_publish_$$"
+  psql "$DATABASE_URL" -qc "CREATE DATABASE $SCRATCH_DB" >/dev/null
+  STORE_ARGS+=(--database-url "${DATABASE_URL%/*}/$SCRATCH_DB")
+fi
+RUST_LOG=warn taskset -c 1 "$BIN" serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
+SERVER=$!
+node_started "$WORK/out"
+[ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data"
+URL="http://127.0.0.1:$PORT"
+create() {
+  curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"name\":\"$1\",\"kind\":\"coupon\",\"supply\":$2,\"codes\":{\"pattern\":\"????-????-####-####\"}}" | json '["id"]'
+}
+state() { curl -s "$URL/v1/campaigns/$1" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" | json "$2"; }
+claims() { # output
+  taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s bench/claim.lua \
+    -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/$OTHER/claims" >"$1"
+}
+OTHER=$(create other "$OTHER_SUPPLY")
+publish_live "$URL" "$OTHER"
+claims "$WORK/idle"
+BIG=$(create big "$SUPPLY")
+START=$(date +%s.%N)
+ANSWER=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "$URL/v1/campaigns/$BIG/publish" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN")
+claims "$WORK/busy" &
+WRK=$!
+LIVE=""
+for _ in $(seq 1 36000); do
+  if [ "$(state "$BIG" '["state"]')" != draft ]; then LIVE=$(date +%s.%N); break; fi
+  sleep 0.5
+done
+MADE_DURING=$(state "$BIG" '["codes"]["count"]')
+wait $WRK
+stat() { awk -v what="$2" '$1 == what {print $2}' "$1"; }
+echo "store: ${SCRATCH_DB:+PostgreSQL}${SCRATCH_DB:-SQLite}; publish of $SUPPLY codes answered: $ANSWER (status, seconds)"
+echo "fully generated and live $(echo "$LIVE - $START" | bc -l | xargs printf '%.1f') s after the publish (codes made: $MADE_DURING)"
+printf '%-34s %10s %9s %9s %9s\n' "claims on another campaign" "claims/s" p50 p90 p99
+for run in idle busy; do
+  printf '%-34s %10s %9s %9s %9s\n' "$run (wrk -t1 -c$CONNECTIONS ${SECONDS_EACH}s)" \
+    "$(awk '/Requests\/sec/ {print $2}' "$WORK/$run")" "$(stat "$WORK/$run" 50%)" "$(stat "$WORK/$run" 90%)" "$(stat "$WORK/$run" 99%)"
+done
+grep -h "Non-2xx\|Socket errors" "$WORK/idle" "$WORK/busy" || echo "every answer 2xx, no socket errors"
