@@ -27,10 +27,12 @@ sale() {
   curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" -H 'Content-Type: application/json' \
     -d "{\"name\":\"Hot Deal\",\"kind\":\"sale\",\"supply\":$1,\"price\":{\"amount\":150000,\"currency\":\"THB\"},
          \"message\":\"Up to 90 % off\",\"description\":\"A day at the spa.\",\"terms\":\"One per person.\",
-         \"tiers\":[{\"until_rank\":1000,\"discount_percent\":90},{\"until_rank\":10000,\"discount_percent\":70},{\"until_rank\":20000,\"discount_percent\":50}]}" | json '["id"]'
+         \"tiers\":$2}" | json '["id"]'
 }
-OPEN=$(sale 20000); publish_live "$URL" "$OPEN"
-GONE=$(sale 1); publish_live "$URL" "$GONE"
+OPEN=$(sale 20000 '[{"until_rank":1000,"discount_percent":90},{"until_rank":10000,"discount_percent":70},{"until_rank":20000,"discount_percent":50}]')
+publish_live "$URL" "$OPEN"
+GONE=$(sale 1 '[{"until_rank":1,"discount_percent":90}]')
+publish_live "$URL" "$GONE"
 curl -s -X POST "$URL/v1/campaigns/$GONE/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
   -H 'Content-Type: application/json' -d '{"user_id":"first"}' >/dev/null
 PAGE="$URL/shop/$TENANT/campaigns/$OPEN"
