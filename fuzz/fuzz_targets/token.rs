@@ -40,6 +40,7 @@ static TENANT: LazyLock<Arc<TenantEntry>> = LazyLock::new(|| {
         rate_limit_per_second: None,
         key_id: "k1".into(),
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
         created_at: Timestamp::UNIX_EPOCH,
     }))
 });

@@ -203,14 +203,37 @@ pub fn verify(
         return Err(invalid());
     };
     let header: Header = decode_json(header).ok_or_else(invalid)?;
-    if header.alg != "HS256" {
-        return Err(Problem::unauthorized("only HS256 tokens are accepted"));
+    if !matches!(header.alg.as_str(), "HS256" | "EdDSA" | "ES256") {
+        return Err(Problem::unauthorized(
+            "only HS256, EdDSA and ES256 tokens are accepted",
+        ));
     }
     let claims: Claims = decode_json(payload).ok_or_else(invalid)?;
     let tenant_id: TenantId = claims.tenant.parse().map_err(|_| invalid())?;
     let tenant = tenant_of(tenant_id).ok_or_else(invalid)?;
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
     let signing_input_length = token.len() - signature_text_length(token);
+    if header.alg != "HS256" {
+        // Signed by the tenant's own identity provider, with a key it
+        // registered: the kid must name one of the header's algorithm.
+        let kid = header.kid.as_deref().ok_or_else(|| {
+            Problem::unauthorized("a token signed with a public key must name it in kid")
+        })?;
+        let key = tenant
+            .tenant
+            .public_keys
+            .iter()
+            .find(|key| key.key_id == kid)
+            .and_then(|key| PublicJwk::parse(&key.jwk).ok())
+            .filter(|key| key.alg() == header.alg)
+            .ok_or_else(|| {
+                Problem::unauthorized("the token names a key this tenant does not have")
+            })?;
+        if !key.verifies(&token.as_bytes()[..signing_input_length], &signature) {
+            return Err(invalid());
+        }
+        return checked_claims(claims, tenant, now, None);
+    }
     // The key the header names: the current one, or a retired one, which
     // verifies only what it signed before it was retired.
     let kid = header.kid.as_deref().unwrap_or(KEY_ID_BEFORE_IDS);
@@ -231,6 +254,19 @@ pub fn verify(
         .chain_update(&token.as_bytes()[..signing_input_length])
         .verify_slice(&signature)
         .map_err(|_| invalid())?;
+    checked_claims(claims, tenant, now, retired_at)
+}
+
+/// The claims of a token whose signature checked out, checked at `now`;
+/// `retired_at` when a retired key signed it.
+fn checked_claims(
+    claims: Claims,
+    tenant: Arc<TenantEntry>,
+    now: Timestamp,
+    retired_at: Option<Timestamp>,
+) -> Result<(Principal, i64), Problem> {
+    let invalid =
+        || Problem::unauthorized("the token is malformed or its signature does not match");
     let now_seconds = now.as_second();
     if claims.iss != ISSUER {
         return Err(invalid());
@@ -274,6 +310,76 @@ pub fn verify(
         },
         valid_until,
     ))
+}
+
+/// A public key a tenant registered, as a JWK (RFC 7517): an Ed25519 key
+/// (`kty` OKP, `crv` Ed25519, for EdDSA) or a P-256 key (`kty` EC, `crv`
+/// P-256, for ES256). RS256 is not taken.
+#[derive(Debug, Clone)]
+pub enum PublicJwk {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+impl PublicJwk {
+    /// Reads a JWK; a private key (`d`) is refused, it must stay with its
+    /// owner.
+    pub fn parse(text: &str) -> Result<PublicJwk, String> {
+        let jwk: serde_json::Value =
+            serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
+        if jwk.get("d").is_some() {
+            return Err("this is a private key; register only the public half".into());
+        }
+        let field = |name: &str| -> Result<Vec<u8>, String> {
+            let text = jwk[name]
+                .as_str()
+                .ok_or_else(|| format!("{name} is missing"))?;
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .map_err(|_| format!("{name} is not base64url"))
+        };
+        match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
+            (Some("OKP"), Some("Ed25519")) => {
+                let x: [u8; 32] = field("x")?
+                    .try_into()
+                    .map_err(|_| "x of an Ed25519 key is 32 bytes".to_owned())?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .map(PublicJwk::Ed25519)
+                    .map_err(|_| "x is not an Ed25519 point".into())
+            }
+            (Some("EC"), Some("P-256")) => {
+                let (x, y) = (field("x")?, field("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err("x and y of a P-256 key are 32 bytes each".into());
+                }
+                let mut point = vec![0x04];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                    .map(PublicJwk::P256)
+                    .map_err(|_| "x, y is not a P-256 point".into())
+            }
+            _ => Err("only Ed25519 (kty OKP) and P-256 (kty EC) keys are taken".into()),
+        }
+    }
+
+    /// The JWS `alg` this key signs with.
+    pub fn alg(&self) -> &'static str {
+        match self {
+            PublicJwk::Ed25519(_) => "EdDSA",
+            PublicJwk::P256(_) => "ES256",
+        }
+    }
+
+    fn verifies(&self, input: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        match self {
+            PublicJwk::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify_strict(input, &signature).is_ok()),
+            PublicJwk::P256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(input, &signature).is_ok()),
+        }
+    }
 }
 
 /// Tokens verified lately, so that a caller's every request does not pay
@@ -394,6 +500,7 @@ mod tests {
             rate_limit_per_second: None,
             key_id: "k1".into(),
             retired_keys: Vec::new(),
+            public_keys: Vec::new(),
             created_at: Timestamp::UNIX_EPOCH,
         }))
     }
@@ -596,5 +703,118 @@ mod tests {
         let input = format!("{header}.{payload}");
         let signature = URL_SAFE_NO_PAD.encode(sign(&old.tenant.signing_key, input.as_bytes()));
         assert!(verify(&format!("{input}.{signature}"), lookup, later).is_ok());
+    }
+
+    /// A token signed by a key pair, as a partner's identity provider would.
+    fn signed_by_key(
+        alg: &str,
+        kid: &str,
+        tenant: &TenantEntry,
+        now: Timestamp,
+        sign: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> String {
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());
+        let claims = Claims {
+            iss: ISSUER.into(),
+            tenant: tenant.tenant.id.to_string(),
+            role: Role::Customer,
+            sub: Some("partner-user-7".into()),
+            iat: now.as_second(),
+            exp: (now + HOUR).as_second(),
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let input = format!("{header}.{payload}");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sign(input.as_bytes())))
+    }
+
+    #[test]
+    fn tokens_signed_by_registered_public_keys_verify_and_others_do_not() {
+        use ed25519_dalek::Signer as _;
+        let ed = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let ec = p256::ecdsa::SigningKey::from_slice(&[6; 32]).unwrap();
+        let point = ec.verifying_key().to_encoded_point(false);
+        let ed_jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "idp-ed",
+            "x": URL_SAFE_NO_PAD.encode(ed.verifying_key().to_bytes())});
+        let ec_jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "idp-ec",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())});
+        let mut registered = tenant(8).tenant.clone();
+        registered.public_keys = vec![
+            voucherd_engine::model::PublicKey {
+                key_id: "idp-ed".into(),
+                jwk: ed_jwk.to_string(),
+            },
+            voucherd_engine::model::PublicKey {
+                key_id: "idp-ec".into(),
+                jwk: ec_jwk.to_string(),
+            },
+        ];
+        let entry = Arc::new(TenantEntry::new(registered));
+        let lookup = |_| Some(entry.clone());
+        let now = Timestamp::UNIX_EPOCH + HOUR * 1_000;
+        let sign_ed = |input: &[u8]| ed.sign(input).to_bytes().to_vec();
+        let sign_ec = |input: &[u8]| {
+            let signature: p256::ecdsa::Signature = ec.sign(input);
+            signature.to_bytes().to_vec()
+        };
+        let (principal, _) = verify(
+            &signed_by_key("EdDSA", "idp-ed", &entry, now, sign_ed),
+            lookup,
+            now,
+        )
+        .expect("an EdDSA token of a registered key");
+        assert_eq!(principal.subject.unwrap().as_str(), "partner-user-7");
+        assert!(
+            verify(
+                &signed_by_key("ES256", "idp-ec", &entry, now, sign_ec),
+                lookup,
+                now
+            )
+            .is_ok()
+        );
+        // The wrong algorithm for the kid, an unknown kid, another key.
+        assert!(
+            verify(
+                &signed_by_key("ES256", "idp-ed", &entry, now, sign_ed),
+                lookup,
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            verify(
+                &signed_by_key("EdDSA", "idp-xx", &entry, now, sign_ed),
+                lookup,
+                now
+            )
+            .is_err()
+        );
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let forged = signed_by_key("EdDSA", "idp-ed", &entry, now, |input| {
+            stranger.sign(input).to_bytes().to_vec()
+        });
+        assert!(verify(&forged, lookup, now).is_err());
+        assert!(
+            verify(
+                &signed_by_key("none", "idp-ed", &entry, now, |_| Vec::new()),
+                lookup,
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            verify(
+                &signed_by_key("RS256", "idp-ed", &entry, now, sign_ed),
+                lookup,
+                now
+            )
+            .is_err()
+        );
+        // Private keys are refused at registration.
+        let mut private = ed_jwk.clone();
+        private["d"] = "AAAA".into();
+        assert!(PublicJwk::parse(&private.to_string()).is_err());
+        assert!(PublicJwk::parse(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#).is_err());
     }
 }

@@ -195,6 +195,7 @@ async fn tenant(store: &Arc<dyn Store>) -> TenantId {
         rate_limit_per_second: None,
         key_id: "k1".into(),
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
         created_at: Timestamp::now(),
     };
     store.insert_tenant(&tenant).await.expect("a tenant");

@@ -13,7 +13,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -100,6 +100,15 @@ impl Store for FaultyStore {
     async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool> {
         self.check()?;
         self.inner.rotate_tenant_key(rotation).await
+    }
+
+    async fn set_tenant_public_keys(
+        &self,
+        tenant_id: TenantId,
+        keys: &[PublicKey],
+    ) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.set_tenant_public_keys(tenant_id, keys).await
     }
 
     async fn set_tenant_rate_limit(

@@ -37,7 +37,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -98,6 +98,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// one it replaces as retired at `rotation.now`; `false` when there is
     /// no such tenant or its current key is not `rotation.replacing`.
     async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool>;
+    /// The tenant's registered public keys become exactly `keys`; `false`
+    /// when there is no such tenant.
+    async fn set_tenant_public_keys(
+        &self,
+        tenant_id: TenantId,
+        keys: &[PublicKey],
+    ) -> StoreResult<bool>;
     /// `false` when there is no such tenant.
     async fn set_tenant_rate_limit(
         &self,

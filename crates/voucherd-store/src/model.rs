@@ -19,6 +19,9 @@ pub struct Tenant {
     /// Keys rotated out: each verifies the tokens it signed before it was
     /// retired, until they expire.
     pub retired_keys: Vec<RetiredKey>,
+    /// Keys of the tenant's own identity provider, by `kid`: voucherd
+    /// verifies the tokens they sign and holds no private half.
+    pub public_keys: Vec<PublicKey>,
     /// An IANA zone name; daily limits count calendar days there.
     pub time_zone: String,
     /// Requests per second across the tenant's tokens; `None` is no limit.
@@ -36,6 +39,13 @@ pub struct KeyRotation {
     pub key_id: String,
     pub signing_key: Vec<u8>,
     pub now: Timestamp,
+}
+
+/// A registered public key: its `kid` and its JWK, as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub key_id: String,
+    pub jwk: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -182,6 +182,21 @@ pub enum TenantCommand {
     RotateKey(TenantKeyArgs),
     /// Set (or, with `none`, lift) a tenant's requests per second.
     SetLimits(TenantLimitsArgs),
+    /// Register the public keys of the tenant's own identity provider (a
+    /// JWKS file: Ed25519 or P-256 keys, each with a kid), replacing those
+    /// registered before; tokens they sign (EdDSA, ES256) then verify.
+    SetPublicKeys(TenantPublicKeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantPublicKeysArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long)]
+    pub tenant: String,
+    /// A JWKS document: {"keys": [...]}; an empty list removes them all.
+    #[arg(long)]
+    pub jwks: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,9 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Tenant(TenantCommand::SetLimits(args))) => {
                 tenancy::set_limits(args).await
             }
+            Some(Command::Tenant(TenantCommand::SetPublicKeys(args))) => {
+                tenancy::set_public_keys(args).await
+            }
             Some(Command::Account(AccountCommand::Create(args))) => {
                 tenancy::create_account(args).await
             }

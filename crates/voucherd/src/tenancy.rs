@@ -1,5 +1,6 @@
 //! Tenants from the command line: the development tenant made on first
-//! start, `voucherd tenant create`, and `voucherd token`.
+//! start, `voucherd tenant create | list | rotate-key | set-limits |
+//! set-public-keys`, `voucherd account create`, and `voucherd token`.
 
 use anyhow::{Context, bail};
 use voucherd_core::ids::{TenantId, UserId};
@@ -10,7 +11,7 @@ use voucherd_store::model::{Account, AccountRole, Tenant};
 
 use crate::cli::{
     AccountCreateArgs, AccountRoleArg, RoleArg, TenantCreateArgs, TenantKeyArgs, TenantLimitsArgs,
-    TenantListArgs, TokenArgs,
+    TenantListArgs, TenantPublicKeysArgs, TokenArgs,
 };
 use crate::storage::open_store;
 
@@ -35,6 +36,7 @@ pub fn new_tenant(
         created_at: Timestamp::now(),
         key_id: FIRST_KEY_ID.to_owned(),
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
     })
 }
 
@@ -90,6 +92,54 @@ pub async fn rotate_key(args: TenantKeyArgs) -> anyhow::Result<()> {
     println!(
         "tenant {} now signs with key {} (key {} verifies its tokens until they expire); nodes follow within a refresh",
         tenant.id, rotation.key_id, rotation.replacing
+    );
+    Ok(())
+}
+
+pub async fn set_public_keys(args: TenantPublicKeysArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.jwks)
+        .with_context(|| format!("reading {}", args.jwks.display()))?;
+    let document: serde_json::Value =
+        serde_json::from_str(&text).context("the JWKS is not JSON")?;
+    let keys = document["keys"]
+        .as_array()
+        .context("a JWKS document has a \"keys\" list")?;
+    let store = open_store(&args.store).await?;
+    let tenant = tenant_named(&*store, Some(&args.tenant)).await?;
+    let mut registered: Vec<voucherd_store::model::PublicKey> = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let kid = key["kid"]
+            .as_str()
+            .filter(|kid| !kid.is_empty() && kid.len() <= 128)
+            .with_context(|| format!("keys[{index}] has no kid"))?;
+        let parsed = voucherd_http::auth::PublicJwk::parse(&key.to_string())
+            .map_err(|why| anyhow::anyhow!("keys[{index}] ({kid}): {why}"))?;
+        let taken = kid == tenant.key_id
+            || tenant
+                .retired_keys
+                .iter()
+                .any(|retired| retired.key_id == kid)
+            || registered.iter().any(|other| other.key_id == kid);
+        if taken {
+            bail!("keys[{index}]: kid {kid:?} is taken by another of the tenant's keys");
+        }
+        println!("{kid}: {}", parsed.alg());
+        registered.push(voucherd_store::model::PublicKey {
+            key_id: kid.to_owned(),
+            jwk: key.to_string(),
+        });
+    }
+    if !store
+        .set_tenant_public_keys(tenant.id, &registered)
+        .await
+        .context("registering the keys")?
+    {
+        bail!("no tenant {}", tenant.id);
+    }
+    println!(
+        "tenant {} verifies tokens of {} public keys; nodes follow within a refresh",
+        tenant.id,
+        registered.len()
     );
     Ok(())
 }

@@ -84,6 +84,7 @@ pub fn tenant(name: &str, time_zone: &str) -> Tenant {
         rate_limit_per_second: None,
         key_id: "k1".into(),
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
         created_at: at("2026-11-01T00:00:00Z"),
     }
 }

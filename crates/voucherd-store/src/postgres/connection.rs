@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant keys",
         include_str!("../../migrations/postgres/0006_tenant_keys.sql"),
     ),
+    (
+        7,
+        "tenant public keys",
+        include_str!("../../migrations/postgres/0007_tenant_public_keys.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

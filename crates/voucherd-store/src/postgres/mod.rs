@@ -30,7 +30,7 @@ use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
-use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -149,6 +149,18 @@ impl Store for PostgresStore {
     async fn rotate_tenant_key(&self, rotation: &KeyRotation) -> StoreResult<bool> {
         self.pools
             .transaction(async |transaction| tenants::rotate_key(transaction, rotation).await)
+            .await
+    }
+
+    async fn set_tenant_public_keys(
+        &self,
+        tenant_id: TenantId,
+        keys: &[PublicKey],
+    ) -> StoreResult<bool> {
+        self.pools
+            .transaction(async |transaction| {
+                tenants::set_public_keys(transaction, tenant_id, keys).await
+            })
             .await
     }
 

@@ -91,6 +91,7 @@ pub(crate) fn tenant(row: &Row) -> Result<Tenant, StoreError> {
         created_at: get(row, 5)?,
         key_id: get(row, 6)?,
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
     })
 }
 

@@ -8,7 +8,7 @@ use voucherd_core::ids::TenantId;
 use super::connection::database;
 use super::rows::{self, TENANT_COLUMNS, get, stored};
 use crate::StoreResult;
-use crate::model::{KeyRotation, RetiredKey, Tenant};
+use crate::model::{KeyRotation, PublicKey, RetiredKey, Tenant};
 
 pub(crate) async fn insert(client: &Client, tenant: &Tenant) -> StoreResult<()> {
     assert!(tenant.retired_keys.is_empty(), "a new tenant has one key");
@@ -48,6 +48,20 @@ pub(crate) async fn all(client: &Client) -> StoreResult<Vec<Tenant>> {
             retired_at: get(&row, 3)?,
         });
     }
+    let mut public: HashMap<uuid::Uuid, Vec<PublicKey>> = HashMap::new();
+    for row in client
+        .query(
+            "SELECT tenant_id, key_id, jwk FROM tenant_public_keys ORDER BY key_id",
+            &[],
+        )
+        .await
+        .map_err(database)?
+    {
+        public.entry(get(&row, 0)?).or_default().push(PublicKey {
+            key_id: get(&row, 1)?,
+            jwk: get(&row, 2)?,
+        });
+    }
     client
         .query(
             &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at, id"),
@@ -59,6 +73,7 @@ pub(crate) async fn all(client: &Client) -> StoreResult<Vec<Tenant>> {
         .map(|row| {
             let mut tenant = rows::tenant(row)?;
             tenant.retired_keys = retired.remove(tenant.id.as_uuid()).unwrap_or_default();
+            tenant.public_keys = public.remove(tenant.id.as_uuid()).unwrap_or_default();
             Ok(tenant)
         })
         .collect()
@@ -115,4 +130,39 @@ pub(crate) async fn set_rate_limit(
         .await
         .map_err(database)?;
     Ok(changed == 1)
+}
+
+/// In one transaction: the tenant's public keys become exactly `keys`.
+pub(crate) async fn set_public_keys(
+    transaction: &Transaction<'_>,
+    tenant_id: TenantId,
+    keys: &[PublicKey],
+) -> StoreResult<bool> {
+    let known = transaction
+        .execute(
+            "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE",
+            &[tenant_id.as_uuid()],
+        )
+        .await
+        .map_err(database)?;
+    if known == 0 {
+        return Ok(false);
+    }
+    transaction
+        .execute(
+            "DELETE FROM tenant_public_keys WHERE tenant_id = $1",
+            &[tenant_id.as_uuid()],
+        )
+        .await
+        .map_err(database)?;
+    for key in keys {
+        transaction
+            .execute(
+                "INSERT INTO tenant_public_keys (tenant_id, key_id, jwk) VALUES ($1, $2, $3)",
+                &[tenant_id.as_uuid(), &key.key_id, &key.jwk],
+            )
+            .await
+            .map_err(database)?;
+    }
+    Ok(true)
 }

@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant keys",
         include_str!("../../migrations/sqlite/0006_tenant_keys.sql"),
     ),
+    (
+        7,
+        "tenant public keys",
+        include_str!("../../migrations/sqlite/0007_tenant_public_keys.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)

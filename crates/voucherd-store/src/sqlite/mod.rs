@@ -27,7 +27,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 use self::connection::database;
 use self::readers::Readers;
 use self::writer::Writer;
-use crate::model::{Account, KeyRotation, PaymentBacklog, ShareRequest};
+use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
@@ -126,6 +126,17 @@ impl Store for SqliteStore {
         let rotation = rotation.clone();
         self.writer
             .run(move |connection| tenants::rotate_key(connection, &rotation))
+            .await
+    }
+
+    async fn set_tenant_public_keys(
+        &self,
+        tenant_id: TenantId,
+        keys: &[PublicKey],
+    ) -> StoreResult<bool> {
+        let keys = keys.to_vec();
+        self.writer
+            .run(move |connection| tenants::set_public_keys(connection, tenant_id, &keys))
             .await
     }
 

@@ -88,6 +88,7 @@ pub(crate) fn tenant(row: &Row<'_>) -> Result<Tenant, StoreError> {
         created_at: timestamp(get(row, 5)?)?,
         key_id: get(row, 6)?,
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
     })
 }
 

@@ -8,7 +8,7 @@ use voucherd_core::ids::TenantId;
 use super::connection::database;
 use super::rows::{self, TENANT_COLUMNS};
 use crate::StoreResult;
-use crate::model::{KeyRotation, RetiredKey, Tenant};
+use crate::model::{KeyRotation, PublicKey, RetiredKey, Tenant};
 
 pub(crate) fn insert(connection: &Connection, tenant: &Tenant) -> StoreResult<()> {
     assert!(tenant.retired_keys.is_empty(), "a new tenant has one key");
@@ -46,6 +46,18 @@ pub(crate) fn all(connection: &Connection) -> StoreResult<Vec<Tenant>> {
             retired_at: rows::timestamp(row.get(3).map_err(database)?)?,
         });
     }
+    let mut public: HashMap<String, Vec<PublicKey>> = HashMap::new();
+    let mut statement = connection
+        .prepare("SELECT tenant_id, key_id, jwk FROM tenant_public_keys ORDER BY key_id")
+        .map_err(database)?;
+    let mut found = statement.query([]).map_err(database)?;
+    while let Some(row) = found.next().map_err(database)? {
+        let tenant_id: String = row.get(0).map_err(database)?;
+        public.entry(tenant_id).or_default().push(PublicKey {
+            key_id: row.get(1).map_err(database)?,
+            jwk: row.get(2).map_err(database)?,
+        });
+    }
     let mut statement = connection
         .prepare(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at"
@@ -56,6 +68,7 @@ pub(crate) fn all(connection: &Connection) -> StoreResult<Vec<Tenant>> {
     while let Some(row) = found.next().map_err(database)? {
         let mut tenant = rows::tenant(row)?;
         tenant.retired_keys = retired.remove(&tenant.id.to_string()).unwrap_or_default();
+        tenant.public_keys = public.remove(&tenant.id.to_string()).unwrap_or_default();
         tenants.push(tenant);
     }
     Ok(tenants)
@@ -97,4 +110,34 @@ pub(crate) fn set_rate_limit(
         )
         .map_err(database)?;
     Ok(changed == 1)
+}
+
+/// Runs on the writer, in one transaction: the tenant's public keys become
+/// exactly `keys`.
+pub(crate) fn set_public_keys(
+    connection: &Connection,
+    tenant_id: TenantId,
+    keys: &[PublicKey],
+) -> StoreResult<bool> {
+    let id = tenant_id.to_string();
+    let known: i64 = connection
+        .query_row("SELECT count(*) FROM tenants WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .map_err(database)?;
+    if known == 0 {
+        return Ok(false);
+    }
+    connection
+        .execute("DELETE FROM tenant_public_keys WHERE tenant_id = ?1", [&id])
+        .map_err(database)?;
+    for key in keys {
+        connection
+            .execute(
+                "INSERT INTO tenant_public_keys (tenant_id, key_id, jwk) VALUES (?1, ?2, ?3)",
+                params![id, key.key_id, key.jwk],
+            )
+            .map_err(database)?;
+    }
+    Ok(true)
 }

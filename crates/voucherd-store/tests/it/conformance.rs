@@ -25,6 +25,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $fixture;
             tenants_and_campaigns_round_trip,
             accounts_are_unique_by_tenant_and_email,
+            tenant_keys_rotate_once_and_public_keys_replace,
             claims_take_the_lowest_free_rank_first_come_first_served,
             a_user_at_their_limit_gets_their_latest_voucher_back,
             the_daily_limit_spans_the_group_and_resets_the_next_day,
@@ -80,6 +81,7 @@ pub async fn new_tenant(store: &Arc<dyn Store>) -> TenantId {
         rate_limit_per_second: None,
         key_id: "k1".into(),
         retired_keys: Vec::new(),
+        public_keys: Vec::new(),
         created_at: at("2026-11-01T00:00:00Z"),
     };
     store
@@ -198,6 +200,82 @@ fn target(voucher: &VoucherRecord) -> VoucherTarget {
 }
 
 pub const NOON: &str = "2026-12-01T12:00:00Z";
+
+pub async fn tenant_keys_rotate_once_and_public_keys_replace(store: Arc<dyn Store>) {
+    use voucherd_store::model::{KeyRotation, PublicKey};
+    let tenant_id = new_tenant(&store).await;
+    let find = async |store: &Arc<dyn Store>| {
+        store
+            .tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|tenant| tenant.id == tenant_id)
+            .unwrap()
+    };
+    let rotation = KeyRotation {
+        tenant_id,
+        replacing: "k1".into(),
+        key_id: "k2".into(),
+        signing_key: vec![8; 32],
+        now: at("2026-11-02T00:00:00Z"),
+    };
+    assert!(store.rotate_tenant_key(&rotation).await.unwrap());
+    assert!(
+        !store.rotate_tenant_key(&rotation).await.unwrap(),
+        "k1 is no longer current: a second rotation from it changes nothing"
+    );
+    let tenant = find(&store).await;
+    assert_eq!(
+        (tenant.key_id.as_str(), tenant.signing_key.clone()),
+        ("k2", vec![8; 32])
+    );
+    assert_eq!(tenant.retired_keys.len(), 1);
+    assert_eq!(tenant.retired_keys[0].key_id, "k1");
+    assert_eq!(tenant.retired_keys[0].signing_key, vec![7; 32]);
+    assert_eq!(
+        tenant.retired_keys[0].retired_at,
+        at("2026-11-02T00:00:00Z")
+    );
+    let keys = vec![
+        PublicKey {
+            key_id: "idp-a".into(),
+            jwk: r#"{"kty":"OKP"}"#.into(),
+        },
+        PublicKey {
+            key_id: "idp-b".into(),
+            jwk: r#"{"kty":"EC"}"#.into(),
+        },
+    ];
+    assert!(
+        store
+            .set_tenant_public_keys(tenant_id, &keys)
+            .await
+            .unwrap()
+    );
+    assert_eq!(find(&store).await.public_keys, keys);
+    assert!(
+        store
+            .set_tenant_public_keys(tenant_id, &keys[1..])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        find(&store).await.public_keys,
+        keys[1..].to_vec(),
+        "replaced, not added"
+    );
+    assert!(
+        store
+            .set_tenant_rate_limit(tenant_id, Some(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(find(&store).await.rate_limit_per_second, Some(5));
+    let unknown = TenantId::from_uuid(uuid::Uuid::new_v4());
+    assert!(!store.set_tenant_public_keys(unknown, &keys).await.unwrap());
+    assert!(!store.set_tenant_rate_limit(unknown, None).await.unwrap());
+}
 
 pub async fn accounts_are_unique_by_tenant_and_email(store: Arc<dyn Store>) {
     let tenant_id = new_tenant(&store).await;

@@ -248,6 +248,78 @@ async fn a_rotated_key_verifies_its_tokens_new_tokens_use_the_new_key_and_forger
     }
     let (status, _) = server.get("/v1/campaigns", &theirs).await;
     assert_eq!(status, StatusCode::OK, "their own token is theirs");
+
+    // A partner's identity provider: voucherd holds only the public half.
+    use ed25519_dalek::Signer as _;
+    let provider = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+    let x = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(provider.verifying_key().to_bytes())
+    };
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "partner-idp-1", "x": x}
+    ]});
+    let file = data.path().join("partner.jwks");
+    std::fs::write(&file, jwks.to_string()).expect("writing the JWKS");
+    let registered = printed(&voucherd(&[
+        "tenant",
+        "set-public-keys",
+        "--tenant",
+        &tenant,
+        "--jwks",
+        file.to_str().expect("a path"),
+        "--data-dir",
+        dir,
+    ]));
+    assert!(registered.contains("partner-idp-1: EdDSA"), "{registered}");
+    let mut claims = payload.clone();
+    claims["role"] = "customer".into();
+    claims["sub"] = "partner-user-1".into();
+    let signing_input = format!(
+        "{}.{}",
+        encode(&serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "partner-idp-1"})),
+        encode(&claims)
+    );
+    let partner_token = {
+        use base64::Engine as _;
+        let signature = provider.sign(signing_input.as_bytes()).to_bytes();
+        format!(
+            "{signing_input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        )
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = server
+            .get("/v1/users/partner-user-1/vouchers", &partner_token)
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never took the key: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
+    let forged = {
+        use base64::Engine as _;
+        let signature = stranger.sign(signing_input.as_bytes()).to_bytes();
+        format!(
+            "{signing_input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        )
+    };
+    let (status, _) = server
+        .get("/v1/users/partner-user-1/vouchers", &forged)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a key the tenant did not register"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
