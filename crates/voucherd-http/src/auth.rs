@@ -203,9 +203,9 @@ pub fn verify(
         return Err(invalid());
     };
     let header: Header = decode_json(header).ok_or_else(invalid)?;
-    if !matches!(header.alg.as_str(), "HS256" | "EdDSA" | "ES256") {
+    if !matches!(header.alg.as_str(), "HS256" | "EdDSA" | "ES256" | "RS256") {
         return Err(Problem::unauthorized(
-            "only HS256, EdDSA and ES256 tokens are accepted",
+            "only HS256, EdDSA, ES256 and RS256 tokens are accepted",
         ));
     }
     let claims: Claims = decode_json(payload).ok_or_else(invalid)?;
@@ -313,12 +313,14 @@ fn checked_claims(
 }
 
 /// A public key a tenant registered, as a JWK (RFC 7517): an Ed25519 key
-/// (`kty` OKP, `crv` Ed25519, for EdDSA) or a P-256 key (`kty` EC, `crv`
-/// P-256, for ES256). RS256 is not taken.
+/// (`kty` OKP, `crv` Ed25519, for EdDSA), a P-256 key (`kty` EC, `crv`
+/// P-256, for ES256), or an RSA key of 2,048 to 8,192 bits (`kty` RSA,
+/// for RS256).
 #[derive(Debug, Clone)]
 pub enum PublicJwk {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
+    Rsa(rsa::pkcs1v15::VerifyingKey<sha2::Sha256>),
 }
 
 impl PublicJwk {
@@ -359,7 +361,19 @@ impl PublicJwk {
                     .map(PublicJwk::P256)
                     .map_err(|_| "x, y is not a P-256 point".into())
             }
-            _ => Err("only Ed25519 (kty OKP) and P-256 (kty EC) keys are taken".into()),
+            (Some("RSA"), _) => {
+                let (n, e) = (field("n")?, field("e")?);
+                if !(256..=1_024).contains(&n.len()) {
+                    return Err("an RSA modulus must have 2,048 to 8,192 bits".into());
+                }
+                rsa::RsaPublicKey::new(
+                    rsa::BigUint::from_bytes_be(&n),
+                    rsa::BigUint::from_bytes_be(&e),
+                )
+                .map(|key| PublicJwk::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)))
+                .map_err(|error| format!("not an RSA public key: {error}"))
+            }
+            _ => Err("only Ed25519 (kty OKP), P-256 (kty EC) and RSA keys are taken".into()),
         }
     }
 
@@ -368,6 +382,7 @@ impl PublicJwk {
         match self {
             PublicJwk::Ed25519(_) => "EdDSA",
             PublicJwk::P256(_) => "ES256",
+            PublicJwk::Rsa(_) => "RS256",
         }
     }
 
@@ -378,6 +393,11 @@ impl PublicJwk {
                 .is_ok_and(|signature| key.verify_strict(input, &signature).is_ok()),
             PublicJwk::P256(key) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|signature| key.verify(input, &signature).is_ok()),
+            PublicJwk::Rsa(key) => {
+                rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|signature| {
+                    rsa::signature::Verifier::verify(key, input, &signature).is_ok()
+                })
+            }
         }
     }
 }
@@ -811,10 +831,44 @@ mod tests {
             )
             .is_err()
         );
+        // RS256 with a registered RSA key.
+        use rsa::signature::SignatureEncoding as _;
+        use rsa::traits::PublicKeyParts as _;
+        let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+        let public = private.to_public_key();
+        let rsa_jwk = serde_json::json!({"kty": "RSA", "kid": "idp-rsa",
+            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())});
+        let mut with_rsa = entry.tenant.clone();
+        with_rsa
+            .public_keys
+            .push(voucherd_engine::model::PublicKey {
+                key_id: "idp-rsa".into(),
+                jwk: rsa_jwk.to_string(),
+            });
+        let rsa_entry = Arc::new(TenantEntry::new(with_rsa));
+        let rsa_lookup = |_| Some(rsa_entry.clone());
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
+        let rs256 = signed_by_key("RS256", "idp-rsa", &rsa_entry, now, |input| {
+            signer.sign(input).to_vec()
+        });
+        assert!(
+            verify(&rs256, rsa_lookup, now).is_ok(),
+            "RS256 of a registered key"
+        );
+        // Another signature: its first character changed (never the same).
+        let (input, signature) = rs256.rsplit_once('.').unwrap();
+        let first = if signature.starts_with('A') { 'B' } else { 'A' };
+        let tampered = format!("{input}.{first}{}", &signature[1..]);
+        assert!(verify(&tampered, rsa_lookup, now).is_err());
+        let small = serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"});
+        assert!(
+            PublicJwk::parse(&small.to_string()).is_err(),
+            "a modulus too small"
+        );
         // Private keys are refused at registration.
         let mut private = ed_jwk.clone();
         private["d"] = "AAAA".into();
         assert!(PublicJwk::parse(&private.to_string()).is_err());
-        assert!(PublicJwk::parse(r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#).is_err());
     }
 }

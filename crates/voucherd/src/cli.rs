@@ -183,8 +183,9 @@ pub enum TenantCommand {
     /// Set (or, with `none`, lift) a tenant's requests per second.
     SetLimits(TenantLimitsArgs),
     /// Register the public keys of the tenant's own identity provider (a
-    /// JWKS file: Ed25519 or P-256 keys, each with a kid), replacing those
-    /// registered before; tokens they sign (EdDSA, ES256) then verify.
+    /// JWKS file: Ed25519, P-256 or RSA keys, each with a kid), replacing
+    /// those registered before; tokens they sign (EdDSA, ES256, RS256) then
+    /// verify.
     SetPublicKeys(TenantPublicKeysArgs),
 }
 
