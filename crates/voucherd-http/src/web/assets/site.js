@@ -18,7 +18,9 @@
     function tick() {
       var left = Math.max(0, Math.round((at - Date.now()) / 1000));
       if (left === 0) {
-        location.reload();
+        // Spread the crowd's reloads over two seconds: the page may be
+        // cached for two, and everyone's countdown ends at once.
+        setTimeout(function () { location.reload(); }, 500 + Math.random() * 2000);
         return;
       }
       var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
