@@ -780,7 +780,9 @@ pub struct KeyRotatedBody {
 #[serde(deny_unknown_fields)]
 pub struct TenantLimitsBody {
     /// Requests a second across the tenant's tokens; `null` for no limit.
+    /// Required: leaving it out is not the same as lifting the limit.
     #[serde(deserialize_with = "whole::optional")]
+    #[schema(required = true)]
     pub rate_limit_per_second: Option<i64>,
 }
 
