@@ -71,7 +71,7 @@ pub async fn rotate_key(
     }))
 }
 
-#[utoipa::path(put, path = "/v1/tenant/limits", tag = "tenant",
+#[utoipa::path(post, path = "/v1/tenant/limits", tag = "tenant",
     request_body = TenantLimitsBody,
     responses(
         (status = 200, body = TenantBody),

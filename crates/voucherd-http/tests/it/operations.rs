@@ -3,6 +3,8 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 
+use serde_json::{Value, json};
+
 use crate::app::{TestApp, coupon};
 
 #[tokio::test]
@@ -139,4 +141,80 @@ async fn a_tenant_past_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(ids.len(), answers.len(), "every request has its own id");
     let other_tenant = app.get("/v1/campaigns/live", &app.admin).await;
     assert_eq!(other_tenant.status, StatusCode::OK, "limits are per tenant");
+}
+
+#[tokio::test]
+async fn a_tenants_admin_rotates_its_key_and_sets_its_limit_over_the_api() {
+    let app = TestApp::new().await;
+    let before = app.get("/v1/tenant", &app.admin).await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.body);
+    assert_eq!(before.body["key_id"], "k1");
+    assert!(before.body.get("signing_key").is_none(), "keys never leave");
+    let hour = voucherd_http::auth::mint(
+        &app.tenant,
+        voucherd_http::auth::Role::Admin,
+        None,
+        app.engine.now(),
+        voucherd_core::SignedDuration::from_hours(1),
+    );
+    let rotated = app
+        .post("/v1/tenant/rotate-key", &app.admin, json!({}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert_eq!(rotated.body["tenant"]["key_id"], "k2");
+    assert_eq!(rotated.body["tenant"]["retired_key_ids"], json!(["k1"]));
+    let fresh = rotated.body["admin_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/v1/tenant", &fresh).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/tenant", &hour).await.status,
+        StatusCode::OK,
+        "the old key's token, issued before, still verifies"
+    );
+    assert_eq!(
+        app.get("/v1/tenant", &app.admin).await.status,
+        StatusCode::UNAUTHORIZED,
+        "but not one that lives longer than any token voucherd mints (five years)"
+    );
+    let limited = app
+        .post(
+            "/v1/tenant/limits",
+            &fresh,
+            json!({"rate_limit_per_second": 50}),
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::OK, "{}", limited.body);
+    assert_eq!(limited.body["rate_limit_per_second"], 50);
+    let missing = app.post("/v1/tenant/limits", &fresh, json!({})).await;
+    missing.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let zero = app
+        .post(
+            "/v1/tenant/limits",
+            &fresh,
+            json!({"rate_limit_per_second": 0}),
+        )
+        .await;
+    zero.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    let lifted = app
+        .post(
+            "/v1/tenant/limits",
+            &fresh,
+            json!({"rate_limit_per_second": null}),
+        )
+        .await;
+    assert_eq!(lifted.body["rate_limit_per_second"], Value::Null);
+    let current = app.engine.tenant(app.tenant.id).unwrap();
+    let service = voucherd_http::auth::mint(
+        &current.tenant,
+        voucherd_http::auth::Role::Service,
+        None,
+        app.engine.now(),
+        voucherd_core::SignedDuration::from_hours(1),
+    );
+    assert_eq!(
+        app.post("/v1/tenant/rotate-key", &service, json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "only an admin rotates"
+    );
 }
