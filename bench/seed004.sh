@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Seed 004: course enrollments must not slow the admin down, and admin bulk
+# work must not slow enrollments. One sitting on one node (embedded store,
+# node on core 1, load on core 0):
+#   1. admin reports (GET /report, one at a time) idle, then during an
+#      enrollment burst (wrk -c64 claims on a course);
+#   2. enrollments (wrk -c16) idle, then while the admin exports a course's
+#      vouchers and uploads codes in a loop.
+# Usage: bench/seed004.sh [seconds, default 20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-20}"
+PORT=18550
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+cargo build --release -p voucherd >/dev/null
+. bench/lib.sh
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
+SERVER=$!
+node_started "$WORK/out"
+URL="http://127.0.0.1:$PORT"
+ADMIN=(-H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN")
+course() {
+  curl -s -X POST "$URL/v1/campaigns" "${ADMIN[@]}" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"$1\",\"kind\":\"coupon\",\"supply\":$2,\"codes\":{\"pattern\":\"????-????-####\"}}" | json '["id"]'
+}
+COURSE=$(course "Rust for admins" 1000000); publish_live "$URL" "$COURSE"
+REPORTED=$(course "Reported course" 50000); publish_live "$URL" "$REPORTED"
+# Enough enrollments in the reported course that its report has work to do.
+taskset -c 0 wrk -t1 -c16 -d5s -s bench/claim.lua -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
+  "$URL/v1/campaigns/$REPORTED/claims" >/dev/null
+
+# Times $2 admin requests (one at a time) of kind $1 into $3, in ms.
+admin_timings() {
+  local kind=$1 count=$2 out=$3
+  : >"$out"
+  for _ in $(seq 1 "$count"); do
+    case $kind in
+      report) curl -s -o /dev/null -w '%{time_total}\n' "$URL/v1/campaigns/$REPORTED/report" "${ADMIN[@]}" >>"$out" ;;
+    esac
+  done
+}
+percentiles() { python3 -c "
+import sys
+values = sorted(float(line) * 1000 for line in open(sys.argv[1]) if line.strip())
+at = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+print(f'{len(values)} requests, p50 {at(0.5):.1f} ms, p99 {at(0.99):.1f} ms')" "$1"; }
+enrollments() { # connections output
+  taskset -c 0 wrk -t1 -c"$1" -d"${SECONDS_EACH}s" --latency -s bench/claim.lua \
+    -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/$COURSE/claims" >"$2"
+}
+summary() { awk '/Requests\/sec/ {r=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} END {printf "%s enrollments/s, p50 %s, p99 %s\n", r, p50, p99}' "$1"; }
+
+echo "== 1. admin reports, idle and during an enrollment burst (wrk -t1 -c64 ${SECONDS_EACH}s)"
+admin_timings report 200 "$WORK/report-idle"
+echo "idle:         $(percentiles "$WORK/report-idle")"
+enrollments 64 "$WORK/burst" &
+BURST=$!
+sleep 2
+admin_timings report 200 "$WORK/report-busy"
+wait $BURST
+echo "during burst: $(percentiles "$WORK/report-busy")   (the burst: $(summary "$WORK/burst"))"
+
+echo "== 2. enrollments (wrk -t1 -c16 ${SECONDS_EACH}s), idle and during admin bulk work"
+enrollments 16 "$WORK/enrol-idle"
+echo "idle:         $(summary "$WORK/enrol-idle")"
+# Bulk work: export the reported course page by page and upload 10,000
+# codes to a draft, over and over until the enrollments end.
+DRAFT_N=0
+bulk() {
+  local end=$((SECONDS + SECONDS_EACH))
+  while [ $SECONDS -lt $end ]; do
+    curl -s -o /dev/null "$URL/v1/campaigns/$REPORTED/vouchers?limit=10000&format=csv" "${ADMIN[@]}"
+    DRAFT_N=$((DRAFT_N + 1))
+    local draft
+    draft=$(curl -s -X POST "$URL/v1/campaigns" "${ADMIN[@]}" -H 'Content-Type: application/json' \
+      -d '{"name":"upload","kind":"coupon","supply":10000,"codes":{"upload":true}}' | json '["id"]')
+    python3 -c "print('code'); [print(f'BULK-{$DRAFT_N}-{n:05d}') for n in range(10000)]" >"$WORK/codes.csv"
+    curl -s -o /dev/null -X POST "$URL/v1/campaigns/$draft/codes" "${ADMIN[@]}" -H 'Content-Type: text/csv' --data-binary @"$WORK/codes.csv"
+  done
+}
+bulk &
+BULK=$!
+enrollments 16 "$WORK/enrol-busy"
+wait $BULK
+echo "during bulk:  $(summary "$WORK/enrol-busy")"
+grep -h "Non-2xx\|Socket errors" "$WORK"/burst "$WORK"/enrol-* || echo "every enrollment answered 2xx, no socket errors"
