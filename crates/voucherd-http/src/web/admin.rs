@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use voucherd_core::TimeZone;
 use voucherd_core::campaign::CampaignStatus;
-use voucherd_core::ids::CampaignId;
 use voucherd_engine::campaigns::CampaignView;
 
 use super::accounts::posted;
@@ -28,7 +27,7 @@ use super::html::{count, escape, money, time};
 use super::{Cache, Form, Page, csrf_field, html_response, layout, problem_page, see_other};
 use crate::AppState;
 use crate::problem::Problem;
-use crate::routes::campaigns::{add_csv_codes, to_csv};
+use crate::routes::campaigns::{add_csv_codes, campaign_id, to_csv};
 use crate::wire::{
     CampaignBody, CodesSpecBody, CreateCampaignBody, ExportedVoucherBody, MoneyBody, ReportBody,
     TierBody,
@@ -122,10 +121,6 @@ fn private(
         Cache::Private,
         layout(page, title, main, true),
     )
-}
-
-fn campaign_id(text: &str) -> Result<CampaignId, Problem> {
-    text.parse().map_err(|_| Problem::not_found("campaign"))
 }
 
 /// The tenant's campaign the path names, as the store has it now.

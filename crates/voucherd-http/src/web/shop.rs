@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use voucherd_core::campaign::{CampaignKind, CampaignSpec, CampaignStatus};
-use voucherd_core::ids::{CampaignId, OrderId, ReservationId};
+use voucherd_core::ids::{OrderId, ReservationId};
 use voucherd_core::payment::{Card, CardDraft, Email};
 use voucherd_core::validation::Collector;
 use voucherd_core::voucher::VoucherState;
@@ -21,6 +21,7 @@ use super::text::fill;
 use super::{Cache, Form, Page, csrf_field, html_response, layout, problem_page, see_other};
 use crate::AppState;
 use crate::problem::Problem;
+use crate::routes::campaigns::campaign_id;
 use crate::routes::claims::refusal_problem;
 
 /// How long a CDN may keep a campaign page; what is left moves, so briefly.
@@ -51,10 +52,6 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response
     );
     response.headers_mut().remove(axum::http::header::ETAG);
     response
-}
-
-fn campaign_id(text: &str) -> Option<CampaignId> {
-    text.parse().ok()
 }
 
 /// The next claim's rank, or `None` when nothing is left.
@@ -248,7 +245,7 @@ async fn visible_campaign(
     page: &Page,
     campaign: &str,
 ) -> Result<CampaignView, Problem> {
-    let id = campaign_id(campaign).ok_or_else(|| Problem::not_found("campaign"))?;
+    let id = campaign_id(campaign)?;
     let view = state.engine.campaign(page.tenant_id(), id).await?;
     if view.status(state.engine.now()) == CampaignStatus::Draft {
         return Err(Problem::not_found("campaign"));
@@ -333,8 +330,9 @@ pub async fn claim(
     if !page.csrf_matches(form.get("csrf")) {
         return super::csrf_refused(&page, &headers);
     }
-    let Some(id) = campaign_id(&campaign) else {
-        return problem_page(&page, &headers, &Problem::not_found("campaign"));
+    let id = match campaign_id(&campaign) {
+        Ok(id) => id,
+        Err(problem) => return problem_page(&page, &headers, &problem),
     };
     match state.engine.claim(page.tenant_id(), id, user).await {
         Ok(ClaimAnswer::Claimed(voucher) | ClaimAnswer::AlreadyHeld(voucher)) => {

@@ -235,8 +235,16 @@ async fn a_rotated_key_verifies_its_tokens_new_tokens_use_the_new_key_and_forger
         encode(&their_header),
         encode(&their_payload)
     );
-    // Reload the tenants on the node so the other tenant is known too.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the node has read the other tenant (one refresh), its own
+    // token would be refused for a reason other than the one tested.
+    let started = std::time::Instant::now();
+    while server.get("/v1/campaigns", &theirs).await.0 != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the node never read the other tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for (what, token) in [
         ("alg none", unsigned),
         ("a wrong kid", wrong_kid),
