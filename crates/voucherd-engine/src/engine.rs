@@ -17,9 +17,9 @@ use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
     Account, AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout,
-    CheckoutOutcome, IdempotencyScope, KeyRotation, LifecycleOutcome, OrderDetails, OrderRecord,
-    PaymentCounts, ReleaseOutcome, StateCounts, StoredResponse, Tenant, VoucherAction,
-    VoucherOutcome, VoucherRecord, VoucherTarget,
+    CheckoutOutcome, CodesLease, CommitOutcome, IdempotencyScope, KeyRotation, LifecycleOutcome,
+    OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome, StageOutcome, StateCounts,
+    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
@@ -47,6 +47,9 @@ pub struct EngineConfig {
     /// A publish that must make more codes than this answers at once and
     /// makes them after its answer; one with fewer answers when live.
     pub codes_made_before_answer_max: u32,
+    /// How long an upload holds its campaign without staging a slice: a
+    /// node that dies mid-upload leaves the campaign to others after this.
+    pub upload_lease: SignedDuration,
     /// How long a response is replayed for its idempotency key.
     pub idempotency_ttl: SignedDuration,
     /// Rows one sweep of a worker touches at most.
@@ -72,6 +75,7 @@ impl Default for EngineConfig {
             codes_per_slice: 2_000,
             slice_time_target: Duration::from_millis(10),
             codes_made_before_answer_max: 100_000,
+            upload_lease: SignedDuration::from_secs(30),
             idempotency_ttl: SignedDuration::from_hours(24),
             sweep_limit: 10_000,
             payments: None,
@@ -411,7 +415,7 @@ impl Engine {
 
     /// Adds uploaded codes and `generate` codes from the campaign's pattern.
     pub async fn add_codes(
-        &self,
+        self: &Arc<Self>,
         tenant_id: TenantId,
         id: CampaignId,
         upload: Vec<VoucherCode>,
@@ -442,31 +446,136 @@ impl Engine {
             };
             codes.extend((0..generate).map(|_| pattern.generate(&mut OsEntropy)));
         }
-        match self.store.add_codes(id, &codes).await? {
-            AddCodesOutcome::Added {
-                added,
-                duplicates,
-                voucher_count,
-            } => {
-                entry.set_voucher_count(voucher_count);
-                Ok(CodesAdded {
+        // In a task of its own, so that a client that stops waiting leaves
+        // the upload to finish or to be discarded, never held half-way.
+        let engine = self.clone();
+        let uploading = entry.clone();
+        let added = tokio::spawn(async move { engine.upload_codes(&uploading, &codes).await })
+            .await
+            .map_err(|error| {
+                EngineError::Internal(voucherd_store::StoreError::Database(Box::new(error)))
+            })??;
+        entry.set_voucher_count(added.voucher_count);
+        Ok(added)
+    }
+
+    /// Stages `codes` slice by slice under one lease (a claim on any
+    /// campaign waits behind one slice at most) and commits them in one
+    /// small write: all or nothing, however long the upload. Refused or
+    /// failed, what it staged is discarded.
+    async fn upload_codes(
+        &self,
+        entry: &CampaignEntry,
+        codes: &[VoucherCode],
+    ) -> Result<CodesAdded, EngineError> {
+        let lease = CodesLease {
+            id: uuid::Uuid::new_v4(),
+            now: self.now(),
+            until: self.lease_end()?,
+        };
+        let staged = self.stage_all(entry.id(), lease, codes).await;
+        let answer = match staged {
+            Ok(duplicates) => match self.store.commit_codes(entry.id(), lease.id).await {
+                Ok(CommitOutcome::Committed {
                     added,
-                    duplicates,
                     voucher_count,
-                })
+                }) => {
+                    return Ok(CodesAdded {
+                        added,
+                        duplicates,
+                        voucher_count,
+                    });
+                }
+                Ok(CommitOutcome::Lost) => Err(upload_lost()),
+                Ok(CommitOutcome::NotFound) => Err(EngineError::NotFound("campaign")),
+                Err(error) => Err(error.into()),
+            },
+            Err(refused) => Err(refused),
+        };
+        self.discard_upload(entry.id(), lease.id).await;
+        answer
+    }
+
+    /// Stages every slice of `codes`; the duplicates found, in order.
+    async fn stage_all(
+        &self,
+        id: CampaignId,
+        mut lease: CodesLease,
+        codes: &[VoucherCode],
+    ) -> Result<Vec<VoucherCode>, EngineError> {
+        let mut duplicates = Vec::new();
+        let mut rest = codes;
+        let mut slice = self.config.codes_per_slice;
+        // An empty upload still takes and frees the campaign: what clears
+        // an interrupted upload before a publish.
+        let mut first = true;
+        while first || !rest.is_empty() {
+            first = false;
+            let (chunk, after) = rest.split_at(rest.len().min(slice as usize));
+            let started = tokio::time::Instant::now();
+            lease.now = self.now();
+            lease.until = self.lease_end()?;
+            match self.store.stage_codes(id, lease, chunk).await? {
+                StageOutcome::Cleaning => continue,
+                StageOutcome::Staged {
+                    duplicates: found, ..
+                } => duplicates.extend(found),
+                StageOutcome::OverSupply { room, offered } => {
+                    let more = if after.is_empty() { "" } else { " or more" };
+                    return Err(EngineError::conflict(
+                        ConflictKind::CodesRefused,
+                        format!(
+                            "{offered}{more} new codes offered but the supply leaves room for {room}; nothing was added"
+                        ),
+                    ));
+                }
+                StageOutcome::Busy => return Err(upload_busy()),
+                StageOutcome::NotDraft => {
+                    return Err(EngineError::conflict(
+                        ConflictKind::CodesRefused,
+                        "codes can be added only before the campaign is published",
+                    ));
+                }
+                StageOutcome::NotFound => return Err(EngineError::NotFound("campaign")),
             }
-            AddCodesOutcome::OverSupply { room, offered } => Err(EngineError::conflict(
-                ConflictKind::CodesRefused,
-                format!(
-                    "{offered} new codes offered but the supply leaves room for {room}; nothing was added"
-                ),
-            )),
-            AddCodesOutcome::NotDraft => Err(EngineError::conflict(
-                ConflictKind::CodesRefused,
-                "codes can be added only before the campaign is published",
-            )),
-            AddCodesOutcome::NotFound => Err(EngineError::NotFound("campaign")),
+            if !chunk.is_empty() {
+                slice = next_slice(
+                    chunk.len() as u32,
+                    started.elapsed(),
+                    self.config.slice_time_target,
+                    self.config.codes_per_slice,
+                );
+            }
+            rest = after;
         }
+        Ok(duplicates)
+    }
+
+    /// Removes what an upload staged, slice by slice; a failure is logged
+    /// and left to whoever takes the campaign after the lease ran out.
+    async fn discard_upload(&self, id: CampaignId, lease: uuid::Uuid) {
+        loop {
+            match self
+                .store
+                .discard_codes(id, lease, voucherd_store::STAGED_ROWS_PER_JOB)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, campaign = %id, "discarding an upload failed; the next upload or publish clears it");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lease_end(&self) -> Result<Timestamp, EngineError> {
+        self.now()
+            .checked_add(self.config.upload_lease)
+            .map_err(|error| {
+                EngineError::Internal(voucherd_store::StoreError::Corrupt(error.to_string()))
+            })
     }
 
     /// Publishes a draft: generates the codes still missing when the
@@ -507,6 +616,18 @@ impl Engine {
             publishing.set_publish_failure(None);
             let published = async {
                 if publishing.lifecycle() == Lifecycle::Draft {
+                    // Takes the campaign's codes from an upload that was
+                    // interrupted, discarding what it staged, or waits for
+                    // one under way.
+                    match engine
+                        .store
+                        .add_codes(publishing.id(), &[], engine.now())
+                        .await?
+                    {
+                        AddCodesOutcome::Busy => return Err(upload_busy()),
+                        AddCodesOutcome::NotFound => return Err(EngineError::NotFound("campaign")),
+                        _ => {}
+                    }
                     engine.generate_missing_codes(&publishing).await?;
                 }
                 engine
@@ -554,7 +675,7 @@ impl Engine {
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();
             let started = tokio::time::Instant::now();
-            let outcome = self.store.add_codes(entry.id(), &codes).await?;
+            let outcome = self.store.add_codes(entry.id(), &codes, self.now()).await?;
             slice = next_slice(
                 chunk,
                 started.elapsed(),
@@ -566,6 +687,7 @@ impl Engine {
                     entry.set_voucher_count(voucher_count)
                 }
                 AddCodesOutcome::NotDraft => return Ok(()),
+                AddCodesOutcome::Busy => return Err(upload_busy()),
                 other => {
                     return Err(EngineError::Internal(voucherd_store::StoreError::Corrupt(
                         format!("generating codes: {other:?}"),
@@ -630,6 +752,7 @@ impl Engine {
                     ),
                 ))
             }
+            LifecycleOutcome::UploadUnderWay => Err(upload_busy()),
             LifecycleOutcome::CodesMissing {
                 voucher_count,
                 supply,
@@ -1089,6 +1212,20 @@ pub fn next_key_id(tenant: &Tenant) -> String {
 
 /// The codes of the next slice: as many as the last slice's pace makes in
 /// the target time, between a floor that keeps progress and `most`.
+fn upload_busy() -> EngineError {
+    EngineError::conflict(
+        ConflictKind::CodesRefused,
+        "another upload of codes to this campaign is under way; try again when it has finished",
+    )
+}
+
+fn upload_lost() -> EngineError {
+    EngineError::conflict(
+        ConflictKind::CodesRefused,
+        "the upload stalled past its lease and another took the campaign; nothing was added",
+    )
+}
+
 fn next_slice(made: u32, took: Duration, target: Duration, most: u32) -> u32 {
     const FEWEST: u32 = 50;
     assert!(most >= FEWEST, "a slice takes {FEWEST} codes at least");

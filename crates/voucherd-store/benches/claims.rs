@@ -227,7 +227,11 @@ async fn campaign(store: &Arc<dyn Store>, tenant_id: TenantId, supply: usize) ->
         let codes: Vec<VoucherCode> = (count..supply.min(count + CODES_PER_UPLOAD))
             .map(|_| pattern.generate(&mut OsEntropy))
             .collect();
-        match store.add_codes(campaign.id, &codes).await.expect("codes") {
+        match store
+            .add_codes(campaign.id, &codes, Timestamp::now())
+            .await
+            .expect("codes")
+        {
             AddCodesOutcome::Added { voucher_count, .. } => count = voucher_count as usize,
             other => panic!("adding codes: {other:?}"),
         }

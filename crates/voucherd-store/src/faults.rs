@@ -15,10 +15,11 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
-    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
+    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
+    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult, StoreStats};
 
@@ -170,13 +171,33 @@ impl Store for FaultyStore {
         self.inner.available_counts(campaign_ids).await
     }
 
-    async fn add_codes(
+    async fn stage_codes(
         &self,
         campaign_id: CampaignId,
+        lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<AddCodesOutcome> {
+    ) -> StoreResult<StageOutcome> {
         self.check()?;
-        self.inner.add_codes(campaign_id, codes).await
+        self.inner.stage_codes(campaign_id, lease, codes).await
+    }
+
+    async fn commit_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+    ) -> StoreResult<CommitOutcome> {
+        self.check()?;
+        self.inner.commit_codes(campaign_id, lease).await
+    }
+
+    async fn discard_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.discard_codes(campaign_id, lease, limit).await
     }
 
     async fn change_lifecycle(

@@ -23,6 +23,7 @@ pub mod faults;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+mod staging;
 mod stats;
 mod stored;
 
@@ -40,9 +41,10 @@ use voucherd_core::{SignedDuration, Timestamp};
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
-    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep,
+    PaymentTask, ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 
 /// Why a store operation failed, as opposed to the outcomes it answers with.
@@ -72,6 +74,14 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How long the lease of a one-job [`Store::add_codes`] lasts: long enough
+/// that nobody takes the campaign between its staging and its commit.
+const ADD_CODES_LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+/// Staged rows one job removes at most, when an upload is discarded or
+/// another's leftovers are cleared.
+pub const STAGED_ROWS_PER_JOB: u32 = 2_000;
 
 /// Everything the engine asks of a database. Every method takes `now` from
 /// the caller; no backend reads the clock.
@@ -136,12 +146,80 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         campaign_ids: &[CampaignId],
     ) -> StoreResult<Vec<(CampaignId, u64)>>;
     /// Adds codes to a draft campaign as vouchers of the next ranks, all or
-    /// nothing; codes the tenant already has are reported, not added.
+    /// nothing; codes the tenant already has are reported, not added. One
+    /// slice under a lease of its own: for codes few enough that staging
+    /// them is one job (a publish's generated slices, tests).
     async fn add_codes(
         &self,
         campaign_id: CampaignId,
         codes: &[VoucherCode],
-    ) -> StoreResult<AddCodesOutcome>;
+        now: Timestamp,
+    ) -> StoreResult<AddCodesOutcome> {
+        let lease = CodesLease {
+            id: uuid::Uuid::new_v4(),
+            now,
+            until: now.saturating_add(ADD_CODES_LEASE).map_err(|error| {
+                StoreError::Corrupt(format!("a lease past the end of time: {error}"))
+            })?,
+        };
+        loop {
+            return Ok(match self.stage_codes(campaign_id, lease, codes).await? {
+                StageOutcome::Cleaning => continue,
+                StageOutcome::Staged { duplicates, .. } => {
+                    match self.commit_codes(campaign_id, lease.id).await? {
+                        CommitOutcome::Committed {
+                            added,
+                            voucher_count,
+                        } => AddCodesOutcome::Added {
+                            added,
+                            duplicates,
+                            voucher_count,
+                        },
+                        CommitOutcome::Lost => AddCodesOutcome::Busy,
+                        CommitOutcome::NotFound => AddCodesOutcome::NotFound,
+                    }
+                }
+                StageOutcome::OverSupply { room, offered } => {
+                    while !self
+                        .discard_codes(campaign_id, lease.id, STAGED_ROWS_PER_JOB)
+                        .await?
+                    {}
+                    AddCodesOutcome::OverSupply { room, offered }
+                }
+                StageOutcome::Busy => AddCodesOutcome::Busy,
+                StageOutcome::NotDraft => AddCodesOutcome::NotDraft,
+                StageOutcome::NotFound => AddCodesOutcome::NotFound,
+            });
+        }
+    }
+    /// Stages one slice of the upload `lease` holds (taking the campaign
+    /// when it is free or its holder's lease ran out, renewing it when it is
+    /// the lease's own): the slice's new codes become vouchers past the
+    /// campaign's `voucher_count` and what was staged before, seen by
+    /// nobody and counted only by [`Store::commit_codes`]. Codes the tenant
+    /// already has, or that came twice, are reported and not staged.
+    async fn stage_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: CodesLease,
+        codes: &[VoucherCode],
+    ) -> StoreResult<StageOutcome>;
+    /// Counts what `lease` staged and frees the campaign: an upload's
+    /// commit, one small write.
+    async fn commit_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+    ) -> StoreResult<CommitOutcome>;
+    /// Removes up to `limit` of the rows `lease` staged; `true` once none is
+    /// left and the campaign is free (or was taken by another upload, which
+    /// removes them itself).
+    async fn discard_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+        limit: u32,
+    ) -> StoreResult<bool>;
     /// Moves a campaign from `from` to `to`; publishing also requires the
     /// whole supply of codes.
     async fn change_lifecycle(

@@ -243,6 +243,60 @@ pub enum AddCodesOutcome {
         offered: u32,
     },
     NotDraft,
+    /// An upload holds the campaign (see [`CodesLease`]).
+    Busy,
+    NotFound,
+}
+
+/// Whose a draft's codes are while an upload stages them, and until when.
+///
+/// Staged codes are voucher rows past the campaign's `voucher_count`:
+/// nobody sees them until the upload commits, which counts them in one
+/// small write; an upload refused half-way, or one whose lease ran out,
+/// leaves nothing counted, and whoever takes the campaign next removes
+/// its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodesLease {
+    pub id: uuid::Uuid,
+    pub now: Timestamp,
+    /// Another upload may take the campaign after this.
+    pub until: Timestamp,
+}
+
+/// The answer to staging one slice of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutcome {
+    Staged {
+        added: u32,
+        /// Codes the tenant already has, or that came twice; never merged.
+        duplicates: Vec<VoucherCode>,
+        /// Codes this lease has staged so far, this slice's included.
+        staged: u32,
+    },
+    /// Rows an interrupted upload left behind were removed, as many as one
+    /// job removes; nothing of the slice was staged: stage it again.
+    Cleaning,
+    /// The slice's new codes pass the supply; none of them were staged.
+    OverSupply {
+        room: u32,
+        offered: u32,
+    },
+    /// Another upload holds the campaign and its lease has not run out.
+    Busy,
+    NotDraft,
+    NotFound,
+}
+
+/// The answer to committing what a lease staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed {
+        added: u32,
+        voucher_count: u32,
+    },
+    /// The lease ran out and another upload took the campaign: nothing of
+    /// this one was counted.
+    Lost,
     NotFound,
 }
 
@@ -257,6 +311,8 @@ pub enum LifecycleOutcome {
         voucher_count: u32,
         supply: u32,
     },
+    /// Publishing waits for the upload that holds the campaign.
+    UploadUnderWay,
     NotFound,
 }
 

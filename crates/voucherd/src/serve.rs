@@ -17,11 +17,11 @@ use voucherd_http::connections::{self, ConnectionLimits, ConnectionMetrics};
 
 use crate::cli::ServeArgs;
 use crate::demo::{demo_gateways, ensure_demo_admin, ensure_demo_campaign};
-use crate::storage::{describe, open_store};
+use crate::storage::{describe, open_store_to_serve};
 use crate::tenancy::ensure_development_tenant;
 
 pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
+    let store = open_store_to_serve(&args.store).await?;
     // The development tenant and its printed tokens are the demo's alone:
     // a start on a shared database (a production start) makes no tenant
     // and prints no credential, where log collectors would keep it.

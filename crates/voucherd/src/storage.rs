@@ -16,6 +16,18 @@ pub const DATABASE_FILE: &str = "voucherd.sqlite3";
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    open(args, false).await
+}
+
+/// The store a node serves: on the embedded file, the one process that
+/// writes it, so an upload that holds a campaign was interrupted when the
+/// last node died and its campaign is free at once (on PostgreSQL another
+/// node may be uploading: a lease there runs out by itself).
+pub async fn open_store_to_serve(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    open(args, true).await
+}
+
+async fn open(args: &StoreArgs, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
     match &args.database_url {
         Some(_) => {
             let config = postgres_config(args);
@@ -40,6 +52,18 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
             let path = data_dir(args)?.join(DATABASE_FILE);
             let store = SqliteStore::open(&SqliteConfig::new(&path))
                 .with_context(|| format!("opening {}", path.display()))?;
+            if serving {
+                let freed = store
+                    .free_interrupted_uploads()
+                    .await
+                    .context("freeing campaigns of interrupted uploads")?;
+                if freed > 0 {
+                    tracing::warn!(
+                        freed,
+                        "campaigns held by uploads the last run interrupted are free; the next upload or publish removes what they staged"
+                    );
+                }
+            }
             Ok(Arc::new(store))
         }
     }

@@ -119,7 +119,7 @@ pub async fn get(
     )),
     responses(
         (status = 200, description = "Codes added; duplicates reported, never merged", body = CodesAddedBody),
-        (status = 409, description = "Not a draft, or past the supply; nothing added", body = ProblemBody),
+        (status = 409, description = "Not a draft, past the supply, or another upload to the campaign under way; nothing added", body = ProblemBody),
         (status = 422, description = "Invalid codes; nothing added", body = ProblemBody),
     ),
     security(("bearer" = [])))]

@@ -1,6 +1,8 @@
 //! Campaign rows: creation, codes, lifecycle and counts.
 
-use deadpool_postgres::ClientWrapper;
+use std::collections::HashSet;
+
+use deadpool_postgres::{ClientWrapper, Transaction};
 use tokio_postgres::types::ToSql;
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
@@ -8,21 +10,23 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, TenantId};
 use voucherd_core::voucher::VoucherState;
 
-use super::connection::{database, is_race};
+use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS, CAMPAIGN_WITH_TIERS, get, stored, stored_optional};
-use crate::StoreResult;
-use crate::model::{
-    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, LifecycleOutcome, StateCounts,
-};
 use crate::model::{CampaignChanges, ChangeCursor};
+use crate::model::{
+    CampaignCounts, CampaignRecord, CampaignState, CodesLease, CommitOutcome, LifecycleOutcome,
+    StageOutcome, StateCounts,
+};
+use crate::staging::{self, CodesHolder, Upload};
 use crate::stored::{CampaignValues, corrupt, count};
+use crate::{STAGED_ROWS_PER_JOB, StoreResult};
 
 /// How many seconds of claim history a report shows.
 const CLAIM_HISTORY_SECONDS_MAX: i64 = 3_600;
 
-/// Adding codes runs again when another campaign of the tenant took one of
-/// the same codes while it ran; the next run reports it as a duplicate.
-const ADD_CODES_ATTEMPTS_MAX: usize = 3;
+/// Staging a slice runs again when another campaign of the tenant took one
+/// of the same codes while it ran; the next run reports it as a duplicate.
+pub(crate) const STAGE_ATTEMPTS_MAX: usize = 3;
 
 pub(crate) async fn insert(client: &ClientWrapper, campaign: &CampaignRecord) -> StoreResult<()> {
     let values = CampaignValues::of(campaign);
@@ -113,104 +117,236 @@ pub(crate) async fn select(
         .collect()
 }
 
-/// Numbers the codes that are new to the tenant after the campaign's last
-/// rank, in the order offered, and inserts them all or none. The campaign
-/// row is locked first, so two uploads to one campaign take turns.
-const ADD_CODES: &str = "
-    WITH campaign AS MATERIALIZED (
-        SELECT id, tenant_id, lifecycle, supply, voucher_count, redemptions_max
-        FROM campaigns WHERE id = $1
-        FOR NO KEY UPDATE
-    ),
-    offered AS (
-        SELECT offered.code, offered.ordinal,
-               row_number() OVER (PARTITION BY offered.code ORDER BY offered.ordinal) = 1
-                   AND NOT EXISTS (
-                       SELECT FROM vouchers AS voucher, campaign
-                       WHERE voucher.tenant_id = campaign.tenant_id AND voucher.code = offered.code
-                   ) AS fresh
-        FROM unnest($2::text[]) WITH ORDINALITY AS offered (code, ordinal)
-    ),
-    fresh AS (
-        SELECT code, row_number() OVER (ORDER BY ordinal) AS position
-        FROM offered WHERE fresh
-    ),
-    fits AS (
-        SELECT campaign.lifecycle = 'draft'
-               AND (campaign.supply IS NULL
-                    OR campaign.voucher_count + (SELECT count(*) FROM fresh) <= campaign.supply)
-               AS fits
-        FROM campaign
-    ),
-    inserted AS (
-        INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
-        SELECT gen_random_uuid(), campaign.id, campaign.tenant_id,
-               campaign.voucher_count + fresh.position, fresh.code, 'available',
-               campaign.redemptions_max
-        FROM fresh, campaign
-        WHERE (SELECT fits FROM fits)
-        RETURNING id
-    ),
-    counted AS (
-        UPDATE campaigns
-        SET voucher_count = campaign.voucher_count + (SELECT count(*) FROM inserted)
-        FROM campaign
-        WHERE campaigns.id = campaign.id AND (SELECT fits FROM fits)
-    )
-    SELECT campaign.lifecycle, campaign.supply, campaign.voucher_count,
-           (SELECT count(*) FROM fresh), (SELECT count(*) FROM inserted),
-           ARRAY(SELECT code FROM offered WHERE NOT fresh ORDER BY ordinal)
-    FROM campaign";
-
-pub(crate) async fn add_codes(
-    client: &ClientWrapper,
+/// The campaign's row as staging reads it, locked until the transaction
+/// ends (so that two uploads to one campaign take turns), with what a
+/// slice's inserts need: tenant and redemptions.
+async fn codes_holder(
+    transaction: &Transaction<'_>,
     campaign_id: CampaignId,
+) -> StoreResult<Option<(CodesHolder, uuid::Uuid, i32)>> {
+    let statement = transaction
+        .prepare_cached(
+            "SELECT tenant_id, lifecycle, supply, voucher_count, redemptions_max,
+                    upload_id, upload_staged, upload_until
+             FROM campaigns WHERE id = $1
+             FOR NO KEY UPDATE",
+        )
+        .await
+        .map_err(database)?;
+    let Some(row) = transaction
+        .query_opt(&statement, &[campaign_id.as_uuid()])
+        .await
+        .map_err(database)?
+    else {
+        return Ok(None);
+    };
+    let lifecycle: String = get(&row, 1)?;
+    let upload = match (
+        get::<Option<uuid::Uuid>>(&row, 5)?,
+        get::<Option<Timestamp>>(&row, 7)?,
+    ) {
+        (Some(id), Some(until)) => Some((id, get(&row, 6)?, until)),
+        (None, None) => None,
+        other => return Err(corrupt(format!("an upload of {other:?}"))),
+    };
+    let holder = CodesHolder::new(&lifecycle, get(&row, 2)?, get(&row, 3)?, upload)?;
+    Ok(Some((holder, get(&row, 0)?, get(&row, 4)?)))
+}
+
+/// Sets who holds the campaign's codes (`None`: nobody).
+async fn hold(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    upload: Option<Upload>,
+) -> StoreResult<()> {
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE campaigns SET upload_id = $1, upload_staged = $2, upload_until = $3
+             WHERE id = $4",
+        )
+        .await
+        .map_err(database)?;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &upload.map(|upload| upload.id),
+                &upload.map_or(0, |upload| upload.staged),
+                &upload.map(|upload| stored(upload.until)),
+                campaign_id.as_uuid(),
+            ],
+        )
+        .await
+        .map_err(database)?;
+    Ok(())
+}
+
+/// Removes up to `limit` vouchers of ranks `first_rank..`, which nobody
+/// counted: an upload's staged rows.
+async fn remove_staged(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    first_rank: i64,
+    limit: u32,
+) -> StoreResult<u32> {
+    let statement = transaction
+        .prepare_cached(
+            "DELETE FROM vouchers WHERE id IN (
+                 SELECT id FROM vouchers WHERE campaign_id = $1 AND rank >= $2 LIMIT $3
+             )",
+        )
+        .await
+        .map_err(database)?;
+    let removed = transaction
+        .execute(
+            &statement,
+            &[campaign_id.as_uuid(), &first_rank, &i64::from(limit)],
+        )
+        .await
+        .map_err(database)?;
+    u32::try_from(removed).map_err(corrupt)
+}
+
+/// Stages one slice. A code another campaign of the tenant takes while
+/// this runs fails the insert; the caller runs the slice again, which then
+/// finds it a duplicate.
+pub(crate) async fn stage_codes(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    lease: &CodesLease,
     codes: &[VoucherCode],
-) -> StoreResult<AddCodesOutcome> {
-    let statement = client.prepare_cached(ADD_CODES).await.map_err(database)?;
-    let codes: Vec<&str> = codes.iter().map(VoucherCode::as_str).collect();
-    let mut attempts = 0;
-    let row = loop {
-        attempts += 1;
-        match client
-            .query_opt(&statement, &[campaign_id.as_uuid(), &codes])
-            .await
-        {
-            Err(error) if is_race(&error) && attempts < ADD_CODES_ATTEMPTS_MAX => continue,
-            found => break found.map_err(database)?,
-        }
+) -> StoreResult<StageOutcome> {
+    let Some((holder, tenant_id, redemptions_max)) = codes_holder(transaction, campaign_id).await?
+    else {
+        return Ok(StageOutcome::NotFound);
     };
-    let Some(row) = row else {
-        return Ok(AddCodesOutcome::NotFound);
+    let slot = match holder.slot(lease) {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused),
     };
-    let lifecycle: String = get(&row, 0)?;
-    let supply: Option<i64> = get(&row, 1)?;
-    let voucher_count: i64 = get(&row, 2)?;
-    let fresh: i64 = get(&row, 3)?;
-    let added: i64 = get(&row, 4)?;
-    if lifecycle != Lifecycle::Draft.as_str() {
-        return Ok(AddCodesOutcome::NotDraft);
-    }
-    if let Some(supply) = supply
-        && voucher_count + fresh > supply
+    let mut upload = Upload {
+        id: lease.id,
+        staged: slot.staged,
+        until: lease.until,
+    };
+    hold(transaction, campaign_id, Some(upload)).await?;
+    // Rows past what this lease staged are an interrupted upload's.
+    if remove_staged(
+        transaction,
+        campaign_id,
+        slot.first_rank,
+        STAGED_ROWS_PER_JOB,
+    )
+    .await?
+        > 0
     {
-        return Ok(AddCodesOutcome::OverSupply {
-            room: count(supply - voucher_count)?,
-            offered: count(fresh)?,
-        });
+        return Ok(StageOutcome::Cleaning);
     }
-    if added != fresh {
-        return Err(corrupt(format!("{added} of {fresh} new codes inserted")));
-    }
-    let duplicates = get::<Vec<String>>(&row, 5)?
+    let offered: Vec<&str> = codes.iter().map(VoucherCode::as_str).collect();
+    let known = transaction
+        .prepare_cached("SELECT code FROM vouchers WHERE tenant_id = $1 AND code = ANY($2)")
+        .await
+        .map_err(database)?;
+    let known: HashSet<String> = transaction
+        .query(&known, &[&tenant_id, &offered])
+        .await
+        .map_err(database)?
         .iter()
-        .map(|code| VoucherCode::parse(code).map_err(corrupt))
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(AddCodesOutcome::Added {
-        added: count(added)?,
-        duplicates,
-        voucher_count: count(voucher_count + added)?,
-    })
+        .map(|row| get(row, 0))
+        .collect::<StoreResult<_>>()?;
+    let (fresh, duplicates) =
+        staging::split_fresh(codes, |code| Ok(known.contains(code.as_str())))?;
+    upload.staged = match holder.fits(slot, fresh.len())? {
+        Ok(staged) => staged,
+        Err(refused) => return Ok(refused),
+    };
+    let fresh_codes: Vec<&str> = fresh.iter().map(|code| code.as_str()).collect();
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
+             SELECT gen_random_uuid(), $1, $2, $3 + fresh.ordinal - 1, fresh.code, 'available', $4
+             FROM unnest($5::text[]) WITH ORDINALITY AS fresh (code, ordinal)",
+        )
+        .await
+        .map_err(database)?;
+    let inserted = transaction
+        .execute(
+            &insert,
+            &[
+                campaign_id.as_uuid(),
+                &tenant_id,
+                &slot.first_rank,
+                &redemptions_max,
+                &fresh_codes,
+            ],
+        )
+        .await
+        .map_err(database)?;
+    if inserted != fresh.len() as u64 {
+        return Err(corrupt(format!(
+            "{inserted} of {} new codes inserted",
+            fresh.len()
+        )));
+    }
+    hold(transaction, campaign_id, Some(upload)).await?;
+    staging::staged(fresh.len(), duplicates, upload.staged)
+}
+
+pub(crate) async fn commit_codes(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    lease: uuid::Uuid,
+) -> StoreResult<CommitOutcome> {
+    let Some((holder, ..)) = codes_holder(transaction, campaign_id).await? else {
+        return Ok(CommitOutcome::NotFound);
+    };
+    let voucher_count = match holder.commit(lease)? {
+        Ok(voucher_count) => voucher_count,
+        Err(refused) => return Ok(refused),
+    };
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE campaigns SET voucher_count = $1, upload_id = NULL, upload_staged = 0,
+                                  upload_until = NULL
+             WHERE id = $2",
+        )
+        .await
+        .map_err(database)?;
+    transaction
+        .execute(&statement, &[&voucher_count, campaign_id.as_uuid()])
+        .await
+        .map_err(database)?;
+    staging::committed(holder.voucher_count, voucher_count)
+}
+
+pub(crate) async fn discard_codes(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    lease: uuid::Uuid,
+    limit: u32,
+) -> StoreResult<bool> {
+    let Some((holder, ..)) = codes_holder(transaction, campaign_id).await? else {
+        return Ok(true);
+    };
+    let Some(upload) = holder.upload.filter(|_| holder.held_by(lease)) else {
+        return Ok(true);
+    };
+    let removed = remove_staged(transaction, campaign_id, holder.voucher_count + 1, limit).await?;
+    if removed < limit {
+        hold(transaction, campaign_id, None).await?;
+        return Ok(true);
+    }
+    // Held while rows remain; none of them counts as staged any more.
+    hold(
+        transaction,
+        campaign_id,
+        Some(Upload {
+            staged: 0,
+            ..upload
+        }),
+    )
+    .await?;
+    Ok(false)
 }
 
 pub(crate) async fn change_lifecycle(
@@ -225,7 +361,8 @@ pub(crate) async fn change_lifecycle(
             "UPDATE campaigns
              SET lifecycle = $1, published_at = coalesce(published_at, $2)
              WHERE id = $3 AND lifecycle = $4
-               AND ($1 <> 'live' OR supply IS NULL OR voucher_count = supply)",
+               AND ($1 <> 'live' OR ((supply IS NULL OR voucher_count = supply)
+                                     AND upload_id IS NULL))",
         )
         .await
         .map_err(database)?;
@@ -247,7 +384,8 @@ pub(crate) async fn change_lifecycle(
     // Why not: the campaign as it is now, read after the refused update.
     let found = client
         .query_opt(
-            "SELECT lifecycle, supply, voucher_count FROM campaigns WHERE id = $1",
+            "SELECT lifecycle, supply, voucher_count, upload_id IS NOT NULL
+             FROM campaigns WHERE id = $1",
             &[campaign_id.as_uuid()],
         )
         .await
@@ -257,11 +395,14 @@ pub(crate) async fn change_lifecycle(
     };
     let lifecycle: String = get(&row, 0)?;
     let lifecycle = Lifecycle::parse(&lifecycle).ok_or_else(|| corrupt(&lifecycle))?;
+    let voucher_count: i64 = get(&row, 2)?;
     Ok(match get::<Option<i64>>(&row, 1)? {
-        Some(supply) if lifecycle == from => LifecycleOutcome::CodesMissing {
-            voucher_count: count(get(&row, 2)?)?,
+        _ if lifecycle != from => LifecycleOutcome::WrongState(lifecycle),
+        Some(supply) if supply != voucher_count => LifecycleOutcome::CodesMissing {
+            voucher_count: count(voucher_count)?,
             supply: count(supply)?,
         },
+        _ if get::<bool>(&row, 3)? => LifecycleOutcome::UploadUnderWay,
         _ => LifecycleOutcome::WrongState(lifecycle),
     })
 }
@@ -282,6 +423,7 @@ pub(crate) async fn counts(
              FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS range (first, last, index)
              JOIN vouchers AS voucher
                  ON voucher.campaign_id = $1 AND voucher.rank BETWEEN range.first AND range.last
+                AND voucher.rank <= (SELECT voucher_count FROM campaigns WHERE id = $1)
              GROUP BY range.index, voucher.state",
         )
         .await
@@ -404,7 +546,9 @@ pub(crate) async fn available_counts(
     let statement = client
         .prepare_cached(
             "SELECT campaign.id, (SELECT count(*) FROM vouchers
-                                  WHERE campaign_id = campaign.id AND state = 'available')
+                                  WHERE campaign_id = campaign.id AND state = 'available'
+                                    AND rank <= (SELECT voucher_count FROM campaigns
+                                                 WHERE id = campaign.id))
              FROM unnest($1::uuid[]) AS campaign (id)",
         )
         .await

@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant public keys",
         include_str!("../../migrations/postgres/0007_tenant_public_keys.sql"),
     ),
+    (
+        8,
+        "code uploads",
+        include_str!("../../migrations/postgres/0008_code_uploads.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

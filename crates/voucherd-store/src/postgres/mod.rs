@@ -32,12 +32,13 @@ use voucherd_core::{SignedDuration, Timestamp};
 use self::connection::{Pools, Side, database};
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
-    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
+    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
+    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
-use crate::{Store, StoreResult, StoreStats};
+use crate::{Store, StoreError, StoreResult, StoreStats};
 
 /// How a PostgreSQL store connects.
 #[derive(Debug, Clone)]
@@ -251,14 +252,49 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn add_codes(
+    async fn stage_codes(
         &self,
         campaign_id: CampaignId,
+        lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<AddCodesOutcome> {
+    ) -> StoreResult<StageOutcome> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .pools
+                .transaction(async |transaction| {
+                    campaigns::stage_codes(transaction, campaign_id, &lease, codes).await
+                })
+                .await
+            {
+                Err(StoreError::Constraint(_)) if attempts < campaigns::STAGE_ATTEMPTS_MAX => {}
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn commit_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+    ) -> StoreResult<CommitOutcome> {
         self.pools
-            .run(Side::Primary, async |client| {
-                campaigns::add_codes(client, campaign_id, codes).await
+            .transaction(async |transaction| {
+                campaigns::commit_codes(transaction, campaign_id, lease).await
+            })
+            .await
+    }
+
+    async fn discard_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        self.pools
+            .transaction(async |transaction| {
+                campaigns::discard_codes(transaction, campaign_id, lease, limit).await
             })
             .await
     }

@@ -183,7 +183,9 @@ pub(crate) async fn page(
     let statement = client
         .prepare_cached(&format!(
             "SELECT {VOUCHER_COLUMNS} FROM vouchers
-             WHERE campaign_id = $1 AND rank > $2 ORDER BY rank LIMIT $3"
+             WHERE campaign_id = $1 AND rank > $2
+               AND rank <= (SELECT voucher_count FROM campaigns WHERE id = $1)
+             ORDER BY rank LIMIT $3"
         ))
         .await
         .map_err(database)?;

@@ -1,6 +1,6 @@
 //! Campaign rows: creation, codes, lifecycle and counts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use voucherd_core::Timestamp;
@@ -11,11 +11,12 @@ use voucherd_core::voucher::VoucherState;
 
 use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS};
-use crate::StoreResult;
 use crate::model::{
-    AddCodesOutcome, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor,
-    LifecycleOutcome, StateCounts,
+    CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor, CodesLease,
+    CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
 };
+use crate::staging::{self, CodesHolder, Upload};
+use crate::{STAGED_ROWS_PER_JOB, StoreResult};
 
 /// How many seconds of claim history a report shows.
 const CLAIM_HISTORY_SECONDS_MAX: u32 = 3_600;
@@ -87,81 +88,201 @@ pub(crate) fn select(
     Ok(campaigns)
 }
 
-pub(crate) fn add_codes(
+/// The campaign's row as staging reads it, with the columns a slice's
+/// inserts need: tenant and redemptions.
+fn codes_holder(
+    connection: &Connection,
+    campaign_id: &str,
+) -> StoreResult<Option<(CodesHolder, String, i64)>> {
+    type Row = (
+        String,
+        String,
+        Option<i64>,
+        i64,
+        i64,
+        Option<String>,
+        i64,
+        Option<i64>,
+    );
+    let found: Option<Row> = connection
+        .prepare_cached(
+            "SELECT tenant_id, lifecycle, supply, voucher_count, redemptions_max,
+                    upload_id, upload_staged, upload_until
+             FROM campaigns WHERE id = ?1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([campaign_id], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                    ))
+                })
+                .optional()
+        })
+        .map_err(database)?;
+    let Some((tenant_id, lifecycle, supply, voucher_count, redemptions_max, upload, staged, until)) =
+        found
+    else {
+        return Ok(None);
+    };
+    let upload = match (upload, until) {
+        (Some(id), Some(until)) => Some((
+            uuid::Uuid::parse_str(&id).map_err(rows::corrupt)?,
+            staged,
+            rows::timestamp(until)?,
+        )),
+        (None, None) => None,
+        other => return Err(rows::corrupt(format!("an upload of {other:?}"))),
+    };
+    let holder = CodesHolder::new(&lifecycle, supply, voucher_count, upload)?;
+    Ok(Some((holder, tenant_id, redemptions_max)))
+}
+
+/// Sets who holds the campaign's codes (`None`: nobody).
+fn hold(connection: &Connection, campaign_id: &str, upload: Option<Upload>) -> StoreResult<()> {
+    connection
+        .prepare_cached(
+            "UPDATE campaigns SET upload_id = ?1, upload_staged = ?2, upload_until = ?3
+             WHERE id = ?4",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                upload.map(|upload| upload.id.to_string()),
+                upload.map_or(0, |upload| upload.staged),
+                upload.map(|upload| rows::millis(upload.until)),
+                campaign_id
+            ])
+        })
+        .map_err(database)?;
+    Ok(())
+}
+
+/// Removes up to `limit` vouchers of ranks `first_rank..`, which nobody
+/// counted: an upload's staged rows.
+fn remove_staged(
+    connection: &Connection,
+    campaign_id: &str,
+    first_rank: i64,
+    limit: u32,
+) -> StoreResult<u32> {
+    let removed = connection
+        .prepare_cached(
+            "DELETE FROM vouchers WHERE rowid IN (
+                 SELECT rowid FROM vouchers WHERE campaign_id = ?1 AND rank >= ?2 LIMIT ?3
+             )",
+        )
+        .and_then(|mut statement| statement.execute(params![campaign_id, first_rank, limit]))
+        .map_err(database)?;
+    u32::try_from(removed).map_err(rows::corrupt)
+}
+
+pub(crate) fn stage_codes(
     connection: &Connection,
     campaign_id: CampaignId,
+    lease: &CodesLease,
     codes: &[VoucherCode],
-) -> StoreResult<AddCodesOutcome> {
-    let found: Option<(String, String, Option<i64>, i64, i64)> = connection
-        .query_row(
-            "SELECT tenant_id, lifecycle, supply, voucher_count, redemptions_max
-             FROM campaigns WHERE id = ?1",
-            [campaign_id.to_string()],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(database)?;
-    let Some((tenant_id, lifecycle, supply, voucher_count, redemptions_max)) = found else {
-        return Ok(AddCodesOutcome::NotFound);
+) -> StoreResult<StageOutcome> {
+    let id = campaign_id.to_string();
+    let Some((holder, tenant_id, redemptions_max)) = codes_holder(connection, &id)? else {
+        return Ok(StageOutcome::NotFound);
     };
-    if lifecycle != Lifecycle::Draft.as_str() {
-        return Ok(AddCodesOutcome::NotDraft);
+    let slot = match holder.slot(lease) {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused),
+    };
+    let mut upload = Upload {
+        id: lease.id,
+        staged: slot.staged,
+        until: lease.until,
+    };
+    hold(connection, &id, Some(upload))?;
+    // Rows past what this lease staged are an interrupted upload's.
+    if remove_staged(connection, &id, slot.first_rank, STAGED_ROWS_PER_JOB)? > 0 {
+        return Ok(StageOutcome::Cleaning);
     }
-    // Which codes are new, in the order given: a code repeated in the
-    // upload or one the tenant has already is a duplicate, never merged.
-    let mut seen = HashSet::with_capacity(codes.len());
-    let mut duplicates = Vec::new();
-    let mut fresh = Vec::with_capacity(codes.len());
-    for code in codes {
-        if !seen.insert(code) || tenant_has(connection, &tenant_id, code)? {
-            duplicates.push(code.clone());
-        } else {
-            fresh.push(code);
-        }
-    }
-    let room = supply.map_or(i64::MAX, |supply| supply - voucher_count);
-    let offered = i64::try_from(fresh.len()).map_err(rows::corrupt)?;
-    if offered > room {
-        return Ok(AddCodesOutcome::OverSupply {
-            room: u32::try_from(room).map_err(rows::corrupt)?,
-            offered: u32::try_from(offered).map_err(rows::corrupt)?,
-        });
-    }
+    let (fresh, duplicates) =
+        staging::split_fresh(codes, |code| tenant_has(connection, &tenant_id, code))?;
+    upload.staged = match holder.fits(slot, fresh.len())? {
+        Ok(staged) => staged,
+        Err(refused) => return Ok(refused),
+    };
     // Many rows per statement: in SQLite each statement that may abort
     // half-way (these have triggers) keeps a statement journal whose cost
     // grows with the transaction, so a statement per code would be
     // quadratic in the size of the upload.
     for (chunk_index, chunk) in fresh.chunks(CODES_PER_STATEMENT).enumerate() {
-        let first_rank = voucher_count + 1 + (chunk_index * CODES_PER_STATEMENT) as i64;
         insert_codes(
             connection,
-            &campaign_id.to_string(),
+            &id,
             &tenant_id,
             redemptions_max,
-            first_rank,
+            slot.first_rank + (chunk_index * CODES_PER_STATEMENT) as i64,
             chunk,
         )?;
     }
-    let voucher_count = voucher_count + offered;
+    hold(connection, &id, Some(upload))?;
+    staging::staged(fresh.len(), duplicates, upload.staged)
+}
+
+pub(crate) fn commit_codes(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    lease: uuid::Uuid,
+) -> StoreResult<CommitOutcome> {
+    let id = campaign_id.to_string();
+    let Some((holder, ..)) = codes_holder(connection, &id)? else {
+        return Ok(CommitOutcome::NotFound);
+    };
+    let voucher_count = match holder.commit(lease)? {
+        Ok(voucher_count) => voucher_count,
+        Err(refused) => return Ok(refused),
+    };
     connection
-        .execute(
-            "UPDATE campaigns SET voucher_count = ?1 WHERE id = ?2",
-            params![voucher_count, campaign_id.to_string()],
+        .prepare_cached(
+            "UPDATE campaigns SET voucher_count = ?1, upload_id = NULL, upload_staged = 0,
+                                  upload_until = NULL
+             WHERE id = ?2",
         )
+        .and_then(|mut statement| statement.execute(params![voucher_count, id]))
         .map_err(database)?;
-    Ok(AddCodesOutcome::Added {
-        added: u32::try_from(offered).map_err(rows::corrupt)?,
-        duplicates,
-        voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
-    })
+    staging::committed(holder.voucher_count, voucher_count)
+}
+
+pub(crate) fn discard_codes(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    lease: uuid::Uuid,
+    limit: u32,
+) -> StoreResult<bool> {
+    let id = campaign_id.to_string();
+    let Some((holder, ..)) = codes_holder(connection, &id)? else {
+        return Ok(true);
+    };
+    let Some(upload) = holder.upload.filter(|_| holder.held_by(lease)) else {
+        return Ok(true);
+    };
+    let removed = remove_staged(connection, &id, holder.voucher_count + 1, limit)?;
+    if removed < limit {
+        hold(connection, &id, None)?;
+        return Ok(true);
+    }
+    // Held while rows remain; none of them counts as staged any more.
+    hold(
+        connection,
+        &id,
+        Some(Upload {
+            staged: 0,
+            ..upload
+        }),
+    )?;
+    Ok(false)
 }
 
 /// Codes inserted by one statement at most (three variables each, well
@@ -235,7 +356,8 @@ pub(crate) fn change_lifecycle(
             "UPDATE campaigns
              SET lifecycle = ?1, published_at = coalesce(published_at, ?2)
              WHERE id = ?3 AND lifecycle = ?4
-               AND (?1 != 'live' OR supply IS NULL OR voucher_count = supply)",
+               AND (?1 != 'live' OR ((supply IS NULL OR voucher_count = supply)
+                                     AND upload_id IS NULL))",
             params![
                 to.as_str(),
                 rows::millis(now),
@@ -247,23 +369,26 @@ pub(crate) fn change_lifecycle(
     if changed == 1 {
         return Ok(LifecycleOutcome::Changed);
     }
-    let found: Option<(String, Option<i64>, i64)> = connection
+    let found: Option<(String, Option<i64>, i64, bool)> = connection
         .query_row(
-            "SELECT lifecycle, supply, voucher_count FROM campaigns WHERE id = ?1",
+            "SELECT lifecycle, supply, voucher_count, upload_id IS NOT NULL
+             FROM campaigns WHERE id = ?1",
             [campaign_id.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()
         .map_err(database)?;
-    let Some((lifecycle, supply, voucher_count)) = found else {
+    let Some((lifecycle, supply, voucher_count, uploading)) = found else {
         return Ok(LifecycleOutcome::NotFound);
     };
     let lifecycle = Lifecycle::parse(&lifecycle).ok_or_else(|| rows::corrupt(&lifecycle))?;
     Ok(match supply {
-        Some(supply) if lifecycle == from => LifecycleOutcome::CodesMissing {
+        _ if lifecycle != from => LifecycleOutcome::WrongState(lifecycle),
+        Some(supply) if supply != voucher_count => LifecycleOutcome::CodesMissing {
             voucher_count: u32::try_from(voucher_count).map_err(rows::corrupt)?,
             supply: u32::try_from(supply).map_err(rows::corrupt)?,
         },
+        _ if uploading => LifecycleOutcome::UploadUnderWay,
         _ => LifecycleOutcome::WrongState(lifecycle),
     })
 }
@@ -277,7 +402,9 @@ pub(crate) fn counts(
     let mut by_state = connection
         .prepare_cached(
             "SELECT state, count(*) FROM vouchers
-             WHERE campaign_id = ?1 AND rank BETWEEN ?2 AND ?3 GROUP BY state",
+             WHERE campaign_id = ?1 AND rank BETWEEN ?2 AND ?3
+               AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)
+             GROUP BY state",
         )
         .map_err(database)?;
     let mut count_range = |first: u32, last: u32| -> StoreResult<StateCounts> {
@@ -391,7 +518,8 @@ pub(crate) fn available_counts(
 ) -> StoreResult<Vec<(CampaignId, u64)>> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT count(*) FROM vouchers WHERE campaign_id = ?1 AND state = 'available'",
+            "SELECT count(*) FROM vouchers WHERE campaign_id = ?1 AND state = 'available'
+               AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)",
         )
         .map_err(database)?;
     campaign_ids

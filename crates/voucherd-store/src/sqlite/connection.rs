@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant public keys",
         include_str!("../../migrations/sqlite/0007_tenant_public_keys.sql"),
     ),
+    (
+        8,
+        "code uploads",
+        include_str!("../../migrations/sqlite/0008_code_uploads.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)

@@ -29,10 +29,11 @@ use self::readers::Readers;
 use self::writer::Writer;
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
-    OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask, ReleaseOutcome,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
+    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
+    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
+    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
+    VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult, StoreStats};
 
@@ -78,6 +79,22 @@ impl SqliteStore {
             writer: Writer::start(write_connection, config.write_group_max)?,
             readers: Readers::open(config.path.clone(), config.readers)?,
         })
+    }
+
+    /// Ends the lease of every upload holding a campaign, for the process
+    /// that is about to be the file's only writer: what holds one now was
+    /// interrupted. Answers how many campaigns were held.
+    pub async fn free_interrupted_uploads(&self) -> StoreResult<usize> {
+        self.writer
+            .run(|connection| {
+                connection
+                    .execute(
+                        "UPDATE campaigns SET upload_until = 0 WHERE upload_id IS NOT NULL",
+                        [],
+                    )
+                    .map_err(connection::database)
+            })
+            .await
     }
 
     /// Applies pending migrations without serving; answers the versions applied.
@@ -219,14 +236,36 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_codes(
+    async fn stage_codes(
         &self,
         campaign_id: CampaignId,
+        lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<AddCodesOutcome> {
+    ) -> StoreResult<StageOutcome> {
         let codes = codes.to_vec();
         self.writer
-            .run(move |connection| campaigns::add_codes(connection, campaign_id, &codes))
+            .run(move |connection| campaigns::stage_codes(connection, campaign_id, &lease, &codes))
+            .await
+    }
+
+    async fn commit_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+    ) -> StoreResult<CommitOutcome> {
+        self.writer
+            .run(move |connection| campaigns::commit_codes(connection, campaign_id, lease))
+            .await
+    }
+
+    async fn discard_codes(
+        &self,
+        campaign_id: CampaignId,
+        lease: uuid::Uuid,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        self.writer
+            .run(move |connection| campaigns::discard_codes(connection, campaign_id, lease, limit))
             .await
     }
 

@@ -12,9 +12,10 @@ use voucherd_core::voucher::{VoucherRefusal, VoucherState};
 use voucherd_core::{SignedDuration, TimeZone, Timestamp};
 use voucherd_store::model::{
     AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, CampaignRecord, CampaignState,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, IdempotencyScope, LifecycleOutcome,
-    OrderRecord, OrderStatus, PaymentCounts, PaymentStep, PaymentTask, ReleaseOutcome, Resolution,
-    StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderRecord, OrderStatus, PaymentCounts, PaymentStep,
+    PaymentTask, ReleaseOutcome, Resolution, StageOutcome, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use voucherd_store::{OsEntropy, Store, StoreError};
 
@@ -32,6 +33,7 @@ macro_rules! conformance_suite {
             a_sale_claim_reserves,
             unlimited_campaigns_mint_unique_codes,
             codes_are_added_all_or_nothing_and_duplicates_are_reported,
+            staged_codes_count_only_when_committed_and_a_lapsed_upload_is_cleared,
             publishing_needs_the_whole_supply_and_lifecycles_change_conditionally,
             lock_unlock_and_redeem_follow_the_voucher_rules,
             locks_expire_and_can_be_taken_again,
@@ -140,7 +142,7 @@ pub async fn live_campaign(
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();
             match store
-                .add_codes(campaign.id, &codes)
+                .add_codes(campaign.id, &codes, at(NOON))
                 .await
                 .expect("adding codes")
             {
@@ -572,7 +574,7 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
             .collect()
     };
     let added = store
-        .add_codes(first.id, &codes(&["A1", "A2", "a1"]))
+        .add_codes(first.id, &codes(&["A1", "A2", "a1"]), at(NOON))
         .await
         .unwrap();
     assert_eq!(
@@ -584,7 +586,7 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         }
     );
     let across = store
-        .add_codes(second.id, &codes(&["A2", "B1"]))
+        .add_codes(second.id, &codes(&["A2", "B1"]), at(NOON))
         .await
         .unwrap();
     assert_eq!(
@@ -597,7 +599,7 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         "a code the tenant has in another campaign is a duplicate too"
     );
     let over = store
-        .add_codes(first.id, &codes(&["A3", "A4", "A5"]))
+        .add_codes(first.id, &codes(&["A3", "A4", "A5"]), at(NOON))
         .await
         .unwrap();
     assert_eq!(
@@ -618,7 +620,7 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         "nothing added"
     );
     let filled = store
-        .add_codes(second.id, &codes(&["B2", "B3", "B4", "A1"]))
+        .add_codes(second.id, &codes(&["B2", "B3", "B4", "A1"]), at(NOON))
         .await
         .unwrap();
     assert_eq!(
@@ -632,11 +634,14 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
     );
     let unknown = CampaignId::from_uuid(uuid::Uuid::new_v4());
     assert_eq!(
-        store.add_codes(unknown, &codes(&["Z"])).await.unwrap(),
+        store
+            .add_codes(unknown, &codes(&["Z"]), at(NOON))
+            .await
+            .unwrap(),
         AddCodesOutcome::NotFound
     );
     store
-        .add_codes(first.id, &codes(&["A3", "A4"]))
+        .add_codes(first.id, &codes(&["A3", "A4"]), at(NOON))
         .await
         .unwrap();
     let now = at(NOON);
@@ -645,7 +650,10 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         .await
         .unwrap();
     assert_eq!(
-        store.add_codes(first.id, &codes(&["A9"])).await.unwrap(),
+        store
+            .add_codes(first.id, &codes(&["A9"]), at(NOON))
+            .await
+            .unwrap(),
         AddCodesOutcome::NotDraft
     );
     let page = store.vouchers_page(first.id, 0, 10).await.unwrap();
@@ -657,6 +665,219 @@ pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: A
         in_order,
         [(1, "A1"), (2, "A2"), (3, "A3"), (4, "A4")],
         "ranks follow upload order"
+    );
+}
+
+pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_cleared(
+    store: Arc<dyn Store>,
+) {
+    let tenant_id = new_tenant(&store).await;
+    let campaign = draft_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            codes_upload: true,
+            ..coupon(Some(6))
+        },
+    )
+    .await;
+    let codes = |texts: &[&str]| -> Vec<VoucherCode> {
+        texts
+            .iter()
+            .map(|text| VoucherCode::parse(text).unwrap())
+            .collect()
+    };
+    let noon = at(NOON);
+    let later = |seconds: i64| {
+        noon.checked_add(SignedDuration::from_secs(seconds))
+            .unwrap()
+    };
+    let lease = |id: u128, now: Timestamp| CodesLease {
+        id: uuid::Uuid::from_u128(id),
+        now,
+        until: now.checked_add(SignedDuration::from_secs(30)).unwrap(),
+    };
+    let first = lease(1, noon);
+    assert_eq!(
+        store
+            .stage_codes(campaign.id, first, &codes(&["S1", "S2", "S1"]))
+            .await
+            .unwrap(),
+        StageOutcome::Staged {
+            added: 2,
+            duplicates: codes(&["S1"]),
+            staged: 2
+        }
+    );
+    assert_eq!(
+        store
+            .stage_codes(campaign.id, first, &codes(&["S2", "S3"]))
+            .await
+            .unwrap(),
+        StageOutcome::Staged {
+            added: 1,
+            duplicates: codes(&["S2"]),
+            staged: 3
+        },
+        "a code staged by an earlier slice is a duplicate"
+    );
+    // Staged is seen by nobody: not counted, not listed, not publishable.
+    let unseen = |store: Arc<dyn Store>| async move {
+        let record = store.campaign(campaign.id).await.unwrap().unwrap();
+        let page = store.vouchers_page(campaign.id, 0, 10).await.unwrap();
+        let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+        (record.voucher_count, page.len(), counts.states.total())
+    };
+    assert_eq!(unseen(store.clone()).await, (0, 0, 0));
+    assert_eq!(
+        store
+            .stage_codes(campaign.id, lease(2, later(1)), &codes(&["T1"]))
+            .await
+            .unwrap(),
+        StageOutcome::Busy,
+        "another upload waits while the lease lasts"
+    );
+    assert_eq!(
+        store
+            .change_lifecycle(campaign.id, Lifecycle::Draft, Lifecycle::Live, later(1))
+            .await
+            .unwrap(),
+        LifecycleOutcome::CodesMissing {
+            voucher_count: 0,
+            supply: 6
+        }
+    );
+    assert_eq!(
+        store
+            .stage_codes(campaign.id, first, &codes(&["S4", "S5", "S6", "S7"]))
+            .await
+            .unwrap(),
+        StageOutcome::OverSupply {
+            room: 6,
+            offered: 7
+        },
+        "the supply bounds what one upload stages in all"
+    );
+    assert_eq!(
+        store.commit_codes(campaign.id, first.id).await.unwrap(),
+        CommitOutcome::Committed {
+            added: 3,
+            voucher_count: 3
+        },
+        "a refused slice staged nothing; the earlier ones commit"
+    );
+    assert_eq!(unseen(store.clone()).await, (3, 3, 3));
+    assert_eq!(
+        store.commit_codes(campaign.id, first.id).await.unwrap(),
+        CommitOutcome::Lost,
+        "a commit counts once"
+    );
+
+    // An upload that stops half-way (its node died) holds the campaign
+    // until its lease runs out; the next one clears what it staged.
+    let stopped = lease(3, later(2));
+    store
+        .stage_codes(campaign.id, stopped, &codes(&["U1", "U2"]))
+        .await
+        .unwrap();
+    let full = store
+        .stage_codes(campaign.id, stopped, &codes(&["U3"]))
+        .await
+        .unwrap();
+    assert!(matches!(full, StageOutcome::Staged { staged: 3, .. }));
+    let next = lease(4, later(60));
+    let mut cleaning = 0;
+    let taken = loop {
+        match store
+            .stage_codes(campaign.id, next, &codes(&["U2", "V1"]))
+            .await
+            .unwrap()
+        {
+            StageOutcome::Cleaning => cleaning += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(cleaning, 1, "the stopped upload's rows are removed first");
+    assert_eq!(
+        taken,
+        StageOutcome::Staged {
+            added: 2,
+            duplicates: Vec::new(),
+            staged: 2
+        },
+        "what the stopped upload staged was never the tenant's"
+    );
+    assert_eq!(
+        store.commit_codes(campaign.id, stopped.id).await.unwrap(),
+        CommitOutcome::Lost,
+        "the stopped upload cannot commit after it was taken over"
+    );
+    assert!(
+        store
+            .discard_codes(campaign.id, stopped.id, 10)
+            .await
+            .unwrap(),
+        "nor remove the new holder's rows"
+    );
+    // Discarding removes what was staged, slice by slice, and frees it.
+    let mut discards = 1;
+    while !store.discard_codes(campaign.id, next.id, 1).await.unwrap() {
+        discards += 1;
+        assert!(discards <= 3, "two rows go one by one");
+    }
+    assert!(discards >= 2, "one row per discard");
+    assert_eq!(unseen(store.clone()).await, (3, 3, 3));
+    assert_eq!(
+        store
+            .add_codes(campaign.id, &codes(&["U1", "U2", "V1"]), later(61))
+            .await
+            .unwrap(),
+        AddCodesOutcome::Added {
+            added: 3,
+            duplicates: Vec::new(),
+            voucher_count: 6
+        },
+        "the campaign is free again, and the discarded codes are new"
+    );
+    let ranks: Vec<(u32, String)> = store
+        .vouchers_page(campaign.id, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|voucher| (voucher.rank, voucher.code.as_str().to_owned()))
+        .collect();
+    let expected: Vec<(u32, String)> = ["S1", "S2", "S3", "U1", "U2", "V1"]
+        .iter()
+        .enumerate()
+        .map(|(index, code)| (index as u32 + 1, (*code).to_owned()))
+        .collect();
+    assert_eq!(ranks, expected, "ranks 1..voucher_count, in order, no gaps");
+    let empty = lease(5, later(62));
+    assert!(matches!(
+        store.stage_codes(campaign.id, empty, &[]).await.unwrap(),
+        StageOutcome::Staged { staged: 0, .. }
+    ));
+    assert_eq!(
+        store
+            .change_lifecycle(campaign.id, Lifecycle::Draft, Lifecycle::Live, later(62))
+            .await
+            .unwrap(),
+        LifecycleOutcome::UploadUnderWay,
+        "a campaign goes live only when no upload holds it, whatever its count"
+    );
+    assert_eq!(
+        store.commit_codes(campaign.id, empty.id).await.unwrap(),
+        CommitOutcome::Committed {
+            added: 0,
+            voucher_count: 6
+        }
+    );
+    assert_eq!(
+        store
+            .change_lifecycle(campaign.id, Lifecycle::Draft, Lifecycle::Live, later(63))
+            .await
+            .unwrap(),
+        LifecycleOutcome::Changed
     );
 }
 
@@ -689,6 +910,7 @@ pub async fn publishing_needs_the_whole_supply_and_lifecycles_change_conditional
                 VoucherCode::parse("P1").unwrap(),
                 VoucherCode::parse("P2").unwrap(),
             ],
+            at(NOON),
         )
         .await
         .unwrap();
@@ -1086,7 +1308,7 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
     let generated = coupon(Some(2)).validate().unwrap();
     let pattern = generated.code_pattern().unwrap();
     let codes: Vec<VoucherCode> = (0..2).map(|_| pattern.generate(&mut OsEntropy)).collect();
-    store.add_codes(draft.id, &codes).await.unwrap();
+    store.add_codes(draft.id, &codes, at(NOON)).await.unwrap();
     let mut cursor = changes.next;
     let mut seen_codes = false;
     for _ in 0..200 {

@@ -127,3 +127,165 @@ async fn a_large_publish_answers_at_once_and_claims_go_on_meanwhile() {
         started.elapsed()
     );
 }
+
+/// Codes in the large upload: many slices, a few seconds of staging.
+const UPLOAD: usize = 100_000;
+
+async fn upload_csv(server: &TestServer, id: &str, csv: String) -> (StatusCode, Value) {
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/campaigns/{id}/codes")))
+        .bearer_auth(&server.admin)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn csv_of(prefix: &str, count: usize) -> String {
+    let mut csv = String::from("code\n");
+    for index in 0..count {
+        csv.push_str(&format!("{prefix}-{index:07}\n"));
+    }
+    csv
+}
+
+/// Rows the campaign holds in the file, and how many lie past its
+/// `voucher_count` (staged by an upload, counted by nobody).
+fn rows_in_file(directory: &std::path::Path, id: &str) -> (i64, i64, i64) {
+    let file = rusqlite::Connection::open_with_flags(
+        directory.join("voucherd.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    file.query_row(
+        "SELECT campaign.voucher_count, count(voucher.id),
+                count(voucher.id) FILTER (WHERE voucher.rank > campaign.voucher_count)
+         FROM campaigns AS campaign LEFT JOIN vouchers AS voucher ON voucher.campaign_id = campaign.id
+         WHERE campaign.id = ?1 GROUP BY campaign.id",
+        [id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .unwrap()
+}
+
+/// An upload of 100,000 codes is staged in slices: claims on another
+/// campaign are answered meanwhile, the answer tells what was added, and a
+/// node SIGKILLed half-way through leaves nothing counted, its campaign
+/// free once it restarts and the staged rows removed by the next upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_upload_is_all_or_nothing_even_when_its_node_is_killed() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(directory.path(), &[]);
+    // Unlimited: each claim mints its code, however many rounds there are.
+    let other = server
+        .live_campaign(json!({"name": "Meanwhile", "kind": "coupon", "supply": null}))
+        .await;
+    let draft = |name: &'static str| {
+        let server = server.handle();
+        async move {
+            let (status, created) = server
+                .post(
+                    "/v1/campaigns",
+                    &server.admin,
+                    json!({"name": name, "kind": "coupon", "supply": UPLOAD + 10, "codes": {"upload": true}}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // One upload while claims go on: a tenth of its rows are duplicates.
+    let book = draft("Book").await;
+    let mut csv = csv_of("BOOK", UPLOAD - 10_000);
+    csv.push_str(&csv_of("BOOK", 10_000)["code\n".len()..]);
+    let uploading = tokio::spawn({
+        let server = server.handle();
+        let book = book.clone();
+        async move { upload_csv(&server, &book, csv).await }
+    });
+    let upload_started = Instant::now();
+    let mut rounds = 0;
+    while !uploading.is_finished() {
+        rounds += 1;
+        claim_round(&server, &other, rounds).await;
+        assert!(rounds < 10_000, "the upload never answered");
+    }
+    let (status, added) = uploading.await.unwrap();
+    let upload_took = upload_started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["added"], UPLOAD - 10_000, "{added}");
+    assert_eq!(added["duplicates_count"], 10_000, "{added}");
+    assert_eq!(added["duplicates"].as_array().map(Vec::len), Some(1_000));
+    assert_eq!(added["duplicates"][0], "BOOK-0000000", "{added}");
+    assert_eq!(added["count"], UPLOAD - 10_000, "{added}");
+    assert!(rounds > 1, "claims were answered while the upload ran");
+    let (_, now) = server
+        .get(&format!("/v1/campaigns/{book}"), &server.admin)
+        .await;
+    assert_eq!(now["codes"]["count"], UPLOAD - 10_000, "{now}");
+
+    // The same again, killed half-way through.
+    let cut = draft("Cut").await;
+    let cut_csv = csv_of("CUT", UPLOAD);
+    let killed = tokio::spawn({
+        let server = server.handle();
+        let cut = cut.clone();
+        let cut_csv = cut_csv.clone();
+        async move {
+            server
+                .client
+                .post(server.url(&format!("/v1/campaigns/{cut}/codes")))
+                .bearer_auth(&server.admin)
+                .header("Content-Type", "text/csv")
+                .body(cut_csv)
+                .send()
+                .await
+                .map(|response| response.status())
+        }
+    });
+    // Until the file shows staged rows: the upload is under way.
+    let started = Instant::now();
+    loop {
+        let (_, _, staged) = rows_in_file(directory.path(), &cut);
+        if staged > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && !killed.is_finished(),
+            "the upload never staged a slice"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    let answer = killed.await.unwrap();
+    assert!(answer.is_err(), "answered before the kill: {answer:?}");
+    let (counted, rows, staged) = rows_in_file(directory.path(), &cut);
+    assert_eq!(counted, 0, "an interrupted upload counts nothing");
+    assert!(staged > 0 && staged == rows, "{rows} rows, {staged} staged");
+
+    let server = TestServer::start(directory.path(), &[]);
+    let (_, now) = server
+        .get(&format!("/v1/campaigns/{cut}"), &server.admin)
+        .await;
+    assert_eq!(now["codes"]["count"], 0, "{now}");
+    let (status, again) = upload_csv(&server, &cut, cut_csv).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        again["added"], UPLOAD,
+        "what the killed upload staged was never the tenant's: {again}"
+    );
+    assert_eq!(again["duplicates_count"], 0, "{again}");
+    assert_eq!(
+        rows_in_file(directory.path(), &cut),
+        (UPLOAD as i64, UPLOAD as i64, 0),
+        "ranks 1..voucher_count and nothing else"
+    );
+    println!(
+        "{rounds} rounds of 20 claims answered during a {UPLOAD}-code upload of {upload_took:?}"
+    );
+}
