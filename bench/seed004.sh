@@ -7,18 +7,26 @@
 #   2. enrollments (wrk -c16) idle, then while the admin exports a course's
 #      vouchers and uploads codes in a loop.
 # Usage: bench/seed004.sh [seconds, default 20]
+#   BULK=both|upload|export (what the admin's bulk work is, default both)
+#   COURSE_SUPPLY=1000000 (the course enrolled in)
+#   BIN=path/to/voucherd (default: a release build of this checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-20}"
+BULK="${BULK:-both}"
+COURSE_SUPPLY="${COURSE_SUPPLY:-1000000}"
 PORT=18550
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -p voucherd >/dev/null
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p voucherd >/dev/null
+  BIN=target/release/voucherd
+fi
 . bench/lib.sh
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
+RUST_LOG=warn taskset -c 1 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
 node_started "$WORK/out"
 URL="http://127.0.0.1:$PORT"
@@ -27,7 +35,7 @@ course() {
   curl -s -X POST "$URL/v1/campaigns" "${ADMIN[@]}" -H 'Content-Type: application/json' \
     -d "{\"name\":\"$1\",\"kind\":\"coupon\",\"supply\":$2,\"codes\":{\"pattern\":\"????-????-####\"}}" | json '["id"]'
 }
-COURSE=$(course "Rust for admins" 1000000); publish_live "$URL" "$COURSE"
+COURSE=$(course "Rust for admins" "$COURSE_SUPPLY"); publish_live "$URL" "$COURSE"
 REPORTED=$(course "Reported course" 50000); publish_live "$URL" "$REPORTED"
 # Enough enrollments in the reported course that its report has work to do.
 taskset -c 0 wrk -t1 -c16 -d5s -s bench/claim.lua -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
@@ -64,7 +72,7 @@ admin_timings report 200 "$WORK/report-busy"
 wait $BURST
 echo "during burst: $(percentiles "$WORK/report-busy")   (the burst: $(summary "$WORK/burst"))"
 
-echo "== 2. enrollments (wrk -t1 -c16 ${SECONDS_EACH}s), idle and during admin bulk work"
+echo "== 2. enrollments (wrk -t1 -c16 ${SECONDS_EACH}s), idle and during admin bulk work ($BULK)"
 enrollments 16 "$WORK/enrol-idle"
 echo "idle:         $(summary "$WORK/enrol-idle")"
 # Bulk work: export the reported course page by page and upload 10,000
@@ -73,18 +81,21 @@ DRAFT_N=0
 bulk() {
   local end=$((SECONDS + SECONDS_EACH))
   while [ $SECONDS -lt $end ]; do
-    curl -s -o /dev/null "$URL/v1/campaigns/$REPORTED/vouchers?limit=10000&format=csv" "${ADMIN[@]}"
+    if [ "$BULK" != upload ]; then
+      curl -s -o /dev/null -w 'export %{http_code}\n' "$URL/v1/campaigns/$REPORTED/vouchers?limit=10000&format=csv" "${ADMIN[@]}" >>"$WORK/bulk-log"
+    fi
+    [ "$BULK" = export ] && continue
     DRAFT_N=$((DRAFT_N + 1))
     local draft
     draft=$(curl -s -X POST "$URL/v1/campaigns" "${ADMIN[@]}" -H 'Content-Type: application/json' \
       -d '{"name":"upload","kind":"coupon","supply":10000,"codes":{"upload":true}}' | json '["id"]')
     python3 -c "print('code'); [print(f'BULK-{$DRAFT_N}-{n:05d}') for n in range(10000)]" >"$WORK/codes.csv"
-    curl -s -o /dev/null -X POST "$URL/v1/campaigns/$draft/codes" "${ADMIN[@]}" -H 'Content-Type: text/csv' --data-binary @"$WORK/codes.csv"
+    curl -s -o /dev/null -w 'upload %{http_code}\n' -X POST "$URL/v1/campaigns/$draft/codes" "${ADMIN[@]}" -H 'Content-Type: text/csv' --data-binary @"$WORK/codes.csv" >>"$WORK/bulk-log"
   done
 }
 bulk &
 BULK=$!
 enrollments 16 "$WORK/enrol-busy"
 wait $BULK
-echo "during bulk:  $(summary "$WORK/enrol-busy")"
+echo "during bulk:  $(summary "$WORK/enrol-busy")   (admin answers meanwhile: $(sort "$WORK/bulk-log" | uniq -c | awk '{printf "%s %s x%s; ", $2, $3, $1}'))"
 grep -h "Non-2xx\|Socket errors" "$WORK"/burst "$WORK"/enrol-* || echo "every enrollment answered 2xx, no socket errors"

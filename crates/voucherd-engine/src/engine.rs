@@ -47,6 +47,10 @@ pub struct EngineConfig {
     /// A publish that must make more codes than this answers at once and
     /// makes them after its answer; one with fewer answers when live.
     pub codes_made_before_answer_max: u32,
+    /// How long an upload may stage before it gives up, discards what it
+    /// staged and says so: under the HTTP request timeout, so that an
+    /// upload never commits after its client was told it timed out.
+    pub upload_time_max: Duration,
     /// How long an upload holds its campaign without staging a slice: a
     /// node that dies mid-upload leaves the campaign to others after this.
     pub upload_lease: SignedDuration,
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             codes_per_slice: 2_000,
             slice_time_target: Duration::from_millis(10),
             codes_made_before_answer_max: 100_000,
+            upload_time_max: Duration::from_secs(20),
             upload_lease: SignedDuration::from_secs(30),
             idempotency_ttl: SignedDuration::from_hours(24),
             sweep_limit: 10_000,
@@ -129,7 +134,14 @@ pub struct Engine {
     config: EngineConfig,
     /// Where this node's reading of other nodes' campaign changes stands.
     changes_seen: std::sync::Mutex<Option<ChangeCursor>>,
+    /// Codes the next slice of a publish or an upload takes: the pace of
+    /// the last one, shared, so that an upload starts where the last left
+    /// off rather than with a slice the store takes too long over.
+    slice: std::sync::atomic::AtomicU32,
 }
+
+/// The first slice a node stages, before it knows the store's pace.
+const FIRST_SLICE: u32 = 100;
 
 /// How long memory keeps a campaign after it ended: a late claim on it is
 /// refused from memory for this long, then with one read of the store.
@@ -166,6 +178,7 @@ impl Engine {
                 metrics.clone(),
             ))
         });
+        let first_slice = FIRST_SLICE.min(config.codes_per_slice);
         let engine = Engine {
             store,
             clock,
@@ -176,6 +189,7 @@ impl Engine {
             metrics,
             config,
             changes_seen: std::sync::Mutex::new(None),
+            slice: std::sync::atomic::AtomicU32::new(first_slice),
         };
         engine.reload_tenants().await?;
         for record in engine.store.campaigns().await? {
@@ -505,17 +519,24 @@ impl Engine {
     ) -> Result<Vec<VoucherCode>, EngineError> {
         let mut duplicates = Vec::new();
         let mut rest = codes;
-        let mut slice = self.config.codes_per_slice;
         // An empty upload still takes and frees the campaign: what clears
         // an interrupted upload before a publish.
         let mut first = true;
+        let deadline = tokio::time::Instant::now() + self.config.upload_time_max;
         while first || !rest.is_empty() {
             first = false;
+            if tokio::time::Instant::now() > deadline {
+                return Err(EngineError::TooSlow(format!(
+                    "the upload took longer than {} s and nothing was added; upload fewer codes at a time",
+                    self.config.upload_time_max.as_secs()
+                )));
+            }
+            let slice = self.slice.load(std::sync::atomic::Ordering::Relaxed);
             let (chunk, after) = rest.split_at(rest.len().min(slice as usize));
-            let started = tokio::time::Instant::now();
             lease.now = self.now();
             lease.until = self.lease_end()?;
-            match self.store.stage_codes(id, lease, chunk).await? {
+            let (staged, took) = self.store.stage_codes(id, lease, chunk).await?;
+            match staged {
                 StageOutcome::Cleaning => continue,
                 StageOutcome::Staged {
                     duplicates: found, ..
@@ -539,12 +560,7 @@ impl Engine {
                 StageOutcome::NotFound => return Err(EngineError::NotFound("campaign")),
             }
             if !chunk.is_empty() {
-                slice = next_slice(
-                    chunk.len() as u32,
-                    started.elapsed(),
-                    self.config.slice_time_target,
-                    self.config.codes_per_slice,
-                );
+                self.paced(chunk.len() as u32, took);
             }
             rest = after;
         }
@@ -568,6 +584,17 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Sizes the next slice from how long `made` codes took.
+    fn paced(&self, made: u32, took: Duration) {
+        let next = next_slice(
+            made,
+            took,
+            self.config.slice_time_target,
+            self.config.codes_per_slice,
+        );
+        self.slice.store(next, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lease_end(&self) -> Result<Timestamp, EngineError> {
@@ -663,25 +690,19 @@ impl Engine {
         // collided; with a code space a hundred times the supply, a round in
         // which most codes collide means the space is used up.
         let mut crowded_rounds = 0;
-        let mut slice = self.config.codes_per_slice;
         while crowded_rounds < 8 {
             let before = entry.view().voucher_count;
             let missing = supply.saturating_sub(before);
             if missing == 0 {
                 return Ok(());
             }
-            let chunk = missing.min(slice);
+            let chunk = missing.min(self.slice.load(std::sync::atomic::Ordering::Relaxed));
             let codes: Vec<VoucherCode> = (0..chunk)
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();
             let started = tokio::time::Instant::now();
             let outcome = self.store.add_codes(entry.id(), &codes, self.now()).await?;
-            slice = next_slice(
-                chunk,
-                started.elapsed(),
-                self.config.slice_time_target,
-                self.config.codes_per_slice,
-            );
+            self.paced(chunk, started.elapsed());
             match outcome {
                 AddCodesOutcome::Added { voucher_count, .. } => {
                     entry.set_voucher_count(voucher_count)

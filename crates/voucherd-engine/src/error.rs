@@ -21,6 +21,10 @@ pub enum EngineError {
     /// The reservation ran out before it was paid for.
     #[error("the reservation has expired")]
     ReservationExpired,
+    /// Work stopped at its time bound and was undone; the same request,
+    /// smaller or later, may succeed.
+    #[error("{0}")]
+    TooSlow(String),
     /// No payment gateway is configured on this node.
     #[error("payments are not available")]
     PaymentsUnavailable,

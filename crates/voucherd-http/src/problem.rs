@@ -238,6 +238,13 @@ impl From<EngineError> for Problem {
                 "Reservation expired",
                 "the reservation ran out before it was paid for; claim again",
             ),
+            EngineError::TooSlow(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-slow",
+                "The work took too long and was undone",
+                detail,
+            )
+            .retry_after(5),
             EngineError::PaymentsUnavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "payments-unavailable",

@@ -176,7 +176,7 @@ impl Store for FaultyStore {
         campaign_id: CampaignId,
         lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<StageOutcome> {
+    ) -> StoreResult<(StageOutcome, std::time::Duration)> {
         self.check()?;
         self.inner.stage_codes(campaign_id, lease, codes).await
     }

@@ -163,7 +163,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             })?,
         };
         loop {
-            return Ok(match self.stage_codes(campaign_id, lease, codes).await? {
+            return Ok(match self.stage_codes(campaign_id, lease, codes).await?.0 {
                 StageOutcome::Cleaning => continue,
                 StageOutcome::Staged { duplicates, .. } => {
                     match self.commit_codes(campaign_id, lease.id).await? {
@@ -197,13 +197,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// the lease's own): the slice's new codes become vouchers past the
     /// campaign's `voucher_count` and what was staged before, seen by
     /// nobody and counted only by [`Store::commit_codes`]. Codes the tenant
-    /// already has, or that came twice, are reported and not staged.
+    /// already has, or that came twice, are reported and not staged. With
+    /// how long the database worked on the slice, its turn not counted:
+    /// what the next slice is sized from.
     async fn stage_codes(
         &self,
         campaign_id: CampaignId,
         lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<StageOutcome>;
+    ) -> StoreResult<(StageOutcome, std::time::Duration)>;
     /// Counts what `lease` staged and frees the campaign: an upload's
     /// commit, one small write.
     async fn commit_codes(

@@ -33,7 +33,14 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.demo && args.gateways.is_empty() {
         args.gateways = demo_gateways().await?;
     }
+    let http = HttpConfig {
+        requests_in_flight_max: args.requests_in_flight_max,
+        ..HttpConfig::default()
+    };
     let config = EngineConfig {
+        // An upload gives up (and undoes itself) well before its request
+        // times out: never committed after a 503.
+        upload_time_max: http.request_timeout * 2 / 3,
         claims: ClaimLimits {
             claim_queue_max: args.claim_queue_max,
             claim_batch_max: args.claim_batch_max,
@@ -55,10 +62,6 @@ pub async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             ensure_demo_admin(&engine, development).await?,
         )),
         _ => None,
-    };
-    let http = HttpConfig {
-        requests_in_flight_max: args.requests_in_flight_max,
-        ..HttpConfig::default()
     };
     let router = voucherd_http::router(engine.clone(), registry, &http);
     let listener = connections::bind(args.listen, args.listen_backlog)

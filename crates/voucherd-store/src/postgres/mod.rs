@@ -257,10 +257,11 @@ impl Store for PostgresStore {
         campaign_id: CampaignId,
         lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<StageOutcome> {
+    ) -> StoreResult<(StageOutcome, std::time::Duration)> {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            let started = std::time::Instant::now();
             match self
                 .pools
                 .transaction(async |transaction| {
@@ -269,7 +270,7 @@ impl Store for PostgresStore {
                 .await
             {
                 Err(StoreError::Constraint(_)) if attempts < campaigns::STAGE_ATTEMPTS_MAX => {}
-                answer => return answer,
+                answer => return answer.map(|staged| (staged, started.elapsed())),
             }
         }
     }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod campaigns;
+mod checkpointer;
 mod claims;
 mod connection;
 mod idempotency;
@@ -65,6 +66,7 @@ impl SqliteConfig {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    _checkpointer: checkpointer::Checkpointer,
 }
 
 impl SqliteStore {
@@ -75,9 +77,16 @@ impl SqliteStore {
         if !applied.is_empty() {
             tracing::info!(path = %config.path.display(), ?applied, "applied SQLite migrations");
         }
+        let checkpoint_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = checkpointer::Checkpointer::start(
+            &config.path,
+            &write_connection,
+            checkpoint_due.clone(),
+        )?;
         Ok(SqliteStore {
-            writer: Writer::start(write_connection, config.write_group_max)?,
+            writer: Writer::start(write_connection, config.write_group_max, checkpoint_due)?,
             readers: Readers::open(config.path.clone(), config.readers)?,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -241,10 +250,14 @@ impl Store for SqliteStore {
         campaign_id: CampaignId,
         lease: CodesLease,
         codes: &[VoucherCode],
-    ) -> StoreResult<StageOutcome> {
+    ) -> StoreResult<(StageOutcome, std::time::Duration)> {
         let codes = codes.to_vec();
         self.writer
-            .run(move |connection| campaigns::stage_codes(connection, campaign_id, &lease, &codes))
+            .run(move |connection| {
+                let started = std::time::Instant::now();
+                let staged = campaigns::stage_codes(connection, campaign_id, &lease, &codes)?;
+                Ok((staged, started.elapsed()))
+            })
             .await
     }
 

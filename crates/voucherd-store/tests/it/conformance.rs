@@ -702,7 +702,8 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         store
             .stage_codes(campaign.id, first, &codes(&["S1", "S2", "S1"]))
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         StageOutcome::Staged {
             added: 2,
             duplicates: codes(&["S1"]),
@@ -713,7 +714,8 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         store
             .stage_codes(campaign.id, first, &codes(&["S2", "S3"]))
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         StageOutcome::Staged {
             added: 1,
             duplicates: codes(&["S2"]),
@@ -733,7 +735,8 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         store
             .stage_codes(campaign.id, lease(2, later(1)), &codes(&["T1"]))
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         StageOutcome::Busy,
         "another upload waits while the lease lasts"
     );
@@ -751,7 +754,8 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         store
             .stage_codes(campaign.id, first, &codes(&["S4", "S5", "S6", "S7"]))
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
         StageOutcome::OverSupply {
             room: 6,
             offered: 7
@@ -779,11 +783,13 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
     store
         .stage_codes(campaign.id, stopped, &codes(&["U1", "U2"]))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let full = store
         .stage_codes(campaign.id, stopped, &codes(&["U3"]))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(matches!(full, StageOutcome::Staged { staged: 3, .. }));
     let next = lease(4, later(60));
     let mut cleaning = 0;
@@ -792,6 +798,7 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
             .stage_codes(campaign.id, next, &codes(&["U2", "V1"]))
             .await
             .unwrap()
+            .0
         {
             StageOutcome::Cleaning => cleaning += 1,
             other => break other,
@@ -854,7 +861,7 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
     assert_eq!(ranks, expected, "ranks 1..voucher_count, in order, no gaps");
     let empty = lease(5, later(62));
     assert!(matches!(
-        store.stage_codes(campaign.id, empty, &[]).await.unwrap(),
+        store.stage_codes(campaign.id, empty, &[]).await.unwrap().0,
         StageOutcome::Staged { staged: 0, .. }
     ));
     assert_eq!(
