@@ -486,6 +486,7 @@ impl Engine {
             id: uuid::Uuid::new_v4(),
             now: self.now(),
             until: self.lease_end()?,
+            staged: 0,
         };
         let staged = self.stage_all(entry.id(), lease, codes).await;
         let answer = match staged {
@@ -539,8 +540,13 @@ impl Engine {
             match staged {
                 StageOutcome::Cleaning => continue,
                 StageOutcome::Staged {
-                    duplicates: found, ..
-                } => duplicates.extend(found),
+                    duplicates: found,
+                    staged,
+                    ..
+                } => {
+                    duplicates.extend(found);
+                    lease.staged = staged;
+                }
                 StageOutcome::OverSupply { room, offered } => {
                     let more = if after.is_empty() { "" } else { " or more" };
                     return Err(EngineError::conflict(
@@ -551,6 +557,7 @@ impl Engine {
                     ));
                 }
                 StageOutcome::Busy => return Err(upload_busy()),
+                StageOutcome::Lost => return Err(upload_lost()),
                 StageOutcome::NotDraft => {
                     return Err(EngineError::conflict(
                         ConflictKind::CodesRefused,

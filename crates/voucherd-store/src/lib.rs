@@ -161,6 +161,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             until: now.saturating_add(ADD_CODES_LEASE).map_err(|error| {
                 StoreError::Corrupt(format!("a lease past the end of time: {error}"))
             })?,
+            staged: 0,
         };
         loop {
             return Ok(match self.stage_codes(campaign_id, lease, codes).await?.0 {
@@ -186,7 +187,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
                     {}
                     AddCodesOutcome::OverSupply { room, offered }
                 }
-                StageOutcome::Busy => AddCodesOutcome::Busy,
+                StageOutcome::Busy | StageOutcome::Lost => AddCodesOutcome::Busy,
                 StageOutcome::NotDraft => AddCodesOutcome::NotDraft,
                 StageOutcome::NotFound => AddCodesOutcome::NotFound,
             });

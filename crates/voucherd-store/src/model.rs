@@ -261,6 +261,9 @@ pub struct CodesLease {
     pub now: Timestamp,
     /// Another upload may take the campaign after this.
     pub until: Timestamp,
+    /// What this lease staged so far, as its holder counted: a lease whose
+    /// campaign was taken from it never takes it back half-way.
+    pub staged: u32,
 }
 
 /// The answer to staging one slice of an upload.
@@ -283,6 +286,9 @@ pub enum StageOutcome {
     },
     /// Another upload holds the campaign and its lease has not run out.
     Busy,
+    /// This lease's campaign was taken by another upload (its lease ran
+    /// out): what it staged is gone, nothing of it will count.
+    Lost,
     NotDraft,
     NotFound,
 }

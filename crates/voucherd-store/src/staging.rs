@@ -70,8 +70,15 @@ impl CodesHolder {
             return Err(StageOutcome::NotDraft);
         }
         let staged = match self.upload {
-            Some(upload) if upload.id == lease.id => upload.staged,
+            Some(upload) if upload.id == lease.id => {
+                if upload.staged != i64::from(lease.staged) {
+                    return Err(StageOutcome::Lost);
+                }
+                upload.staged
+            }
             Some(upload) if upload.until > lease.now => return Err(StageOutcome::Busy),
+            // Taken from this lease, and let go again: its rows are gone.
+            _ if lease.staged > 0 => return Err(StageOutcome::Lost),
             _ => 0,
         };
         Ok(Slot {
@@ -164,6 +171,7 @@ mod tests {
             id: uuid::Uuid::from_u128(id),
             now: at(now),
             until: at(now + 30),
+            staged: 0,
         }
     }
 
@@ -180,12 +188,32 @@ mod tests {
     #[test]
     fn a_lease_goes_on_after_its_own_rows_and_waits_for_anothers() {
         let own = held(1, 5, 100);
+        let going_on = CodesLease {
+            staged: 5,
+            ..lease(1, 50)
+        };
         assert_eq!(
-            own.slot(&lease(1, 50)),
+            own.slot(&going_on),
             Ok(Slot {
                 staged: 5,
                 first_rank: 16
             })
+        );
+        assert_eq!(
+            own.slot(&lease(1, 50)),
+            Err(StageOutcome::Lost),
+            "a holder that counts otherwise than the campaign lost rows"
+        );
+        let free = CodesLease {
+            staged: 5,
+            ..lease(1, 200)
+        };
+        assert_eq!(
+            CodesHolder::new("draft", None, 3, None)
+                .unwrap()
+                .slot(&free),
+            Err(StageOutcome::Lost),
+            "a lease that lost its campaign never takes it back half-way"
         );
         assert_eq!(own.slot(&lease(2, 50)), Err(StageOutcome::Busy));
         assert_eq!(
@@ -209,7 +237,12 @@ mod tests {
     #[test]
     fn the_supply_bounds_what_a_lease_stages_in_all() {
         let own = held(1, 85, 100);
-        let slot = own.slot(&lease(1, 0)).unwrap();
+        let slot = own
+            .slot(&CodesLease {
+                staged: 85,
+                ..lease(1, 0)
+            })
+            .unwrap();
         assert_eq!(own.fits(slot, 5).unwrap(), Ok(90));
         assert_eq!(
             own.fits(slot, 6).unwrap(),

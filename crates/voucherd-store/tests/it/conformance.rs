@@ -696,7 +696,9 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         id: uuid::Uuid::from_u128(id),
         now,
         until: now.checked_add(SignedDuration::from_secs(30)).unwrap(),
+        staged: 0,
     };
+    let after = |lease: CodesLease, staged: u32| CodesLease { staged, ..lease };
     let first = lease(1, noon);
     assert_eq!(
         store
@@ -712,7 +714,7 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
     );
     assert_eq!(
         store
-            .stage_codes(campaign.id, first, &codes(&["S2", "S3"]))
+            .stage_codes(campaign.id, after(first, 2), &codes(&["S2", "S3"]))
             .await
             .unwrap()
             .0,
@@ -752,7 +754,11 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
     );
     assert_eq!(
         store
-            .stage_codes(campaign.id, first, &codes(&["S4", "S5", "S6", "S7"]))
+            .stage_codes(
+                campaign.id,
+                after(first, 3),
+                &codes(&["S4", "S5", "S6", "S7"])
+            )
             .await
             .unwrap()
             .0,
@@ -780,13 +786,14 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
     // An upload that stops half-way (its node died) holds the campaign
     // until its lease runs out; the next one clears what it staged.
     let stopped = lease(3, later(2));
-    store
+    let begun = store
         .stage_codes(campaign.id, stopped, &codes(&["U1", "U2"]))
         .await
         .unwrap()
         .0;
+    assert!(matches!(begun, StageOutcome::Staged { staged: 2, .. }));
     let full = store
-        .stage_codes(campaign.id, stopped, &codes(&["U3"]))
+        .stage_codes(campaign.id, after(stopped, 2), &codes(&["U3"]))
         .await
         .unwrap()
         .0;
@@ -818,6 +825,31 @@ pub async fn staged_codes_count_only_when_committed_and_a_lapsed_upload_is_clear
         store.commit_codes(campaign.id, stopped.id).await.unwrap(),
         CommitOutcome::Lost,
         "the stopped upload cannot commit after it was taken over"
+    );
+    assert_eq!(
+        store
+            .stage_codes(campaign.id, after(stopped, 3), &codes(&["U4"]))
+            .await
+            .unwrap()
+            .0,
+        StageOutcome::Busy,
+        "nor stage while the new holder's lease lasts"
+    );
+    assert_eq!(
+        store
+            .stage_codes(
+                campaign.id,
+                CodesLease {
+                    now: later(200),
+                    ..after(stopped, 3)
+                },
+                &codes(&["U4"])
+            )
+            .await
+            .unwrap()
+            .0,
+        StageOutcome::Lost,
+        "nor take the campaign back half-way once that lease ran out too"
     );
     assert!(
         store
