@@ -178,7 +178,11 @@ impl Engine {
                 metrics.clone(),
             ))
         });
-        let first_slice = FIRST_SLICE.min(config.codes_per_slice);
+        let first_slice = if store.one_writer() {
+            FIRST_SLICE.min(config.codes_per_slice)
+        } else {
+            config.codes_per_slice
+        };
         let engine = Engine {
             store,
             clock,
@@ -593,8 +597,12 @@ impl Engine {
         }
     }
 
-    /// Sizes the next slice from how long `made` codes took.
+    /// Sizes the next slice from how long `made` codes took: to about
+    /// `slice_time_target` behind one writer, else `codes_per_slice`.
     fn paced(&self, made: u32, took: Duration) {
+        if !self.store.one_writer() {
+            return;
+        }
         let next = next_slice(
             made,
             took,

@@ -15,11 +15,11 @@ use voucherd_core::{SignedDuration, Timestamp};
 
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
-    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
-    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep,
+    PaymentTask, ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult, StoreStats};
 
@@ -74,6 +74,10 @@ impl FaultyStore {
 
 #[async_trait]
 impl Store for FaultyStore {
+    fn one_writer(&self) -> bool {
+        self.inner.one_writer()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.check()?;
         self.inner.ping().await
@@ -169,6 +173,16 @@ impl Store for FaultyStore {
     ) -> StoreResult<Vec<(CampaignId, u64)>> {
         self.check()?;
         self.inner.available_counts(campaign_ids).await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+        now: Timestamp,
+    ) -> StoreResult<AddCodesOutcome> {
+        self.check()?;
+        self.inner.add_codes(campaign_id, codes, now).await
     }
 
     async fn stage_codes(

@@ -75,10 +75,6 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// How long the lease of a one-job [`Store::add_codes`] lasts: long enough
-/// that nobody takes the campaign between its staging and its commit.
-const ADD_CODES_LEASE: SignedDuration = SignedDuration::from_secs(30);
-
 /// Staged rows one job removes at most, when an upload is discarded or
 /// another's leftovers are cleared.
 pub const STAGED_ROWS_PER_JOB: u32 = 2_000;
@@ -89,6 +85,14 @@ pub const STAGED_ROWS_PER_JOB: u32 = 2_000;
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether every write waits behind one writer (the embedded store):
+    /// admin work is then cut into slices of a short time, so that a claim
+    /// waits behind one at most. Otherwise writes to other campaigns do not
+    /// wait for a slice, and a slice is as large as a bounded transaction.
+    fn one_writer(&self) -> bool {
+        false
+    }
 
     /// The backend's bounds as they stand, from counters in memory (no
     /// query): for the metrics, read at each scrape.
@@ -147,52 +151,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreResult<Vec<(CampaignId, u64)>>;
     /// Adds codes to a draft campaign as vouchers of the next ranks, all or
     /// nothing; codes the tenant already has are reported, not added. One
-    /// slice under a lease of its own: for codes few enough that staging
-    /// them is one job (a publish's generated slices, tests).
+    /// slice staged and committed in one job (one transaction) under a
+    /// lease of its own: for codes few enough for one job (a publish's
+    /// generated slices, tests). An interrupted upload holding the
+    /// campaign past its lease is cleared first.
     async fn add_codes(
         &self,
         campaign_id: CampaignId,
         codes: &[VoucherCode],
         now: Timestamp,
-    ) -> StoreResult<AddCodesOutcome> {
-        let lease = CodesLease {
-            id: uuid::Uuid::new_v4(),
-            now,
-            until: now.saturating_add(ADD_CODES_LEASE).map_err(|error| {
-                StoreError::Corrupt(format!("a lease past the end of time: {error}"))
-            })?,
-            staged: 0,
-        };
-        loop {
-            return Ok(match self.stage_codes(campaign_id, lease, codes).await?.0 {
-                StageOutcome::Cleaning => continue,
-                StageOutcome::Staged { duplicates, .. } => {
-                    match self.commit_codes(campaign_id, lease.id).await? {
-                        CommitOutcome::Committed {
-                            added,
-                            voucher_count,
-                        } => AddCodesOutcome::Added {
-                            added,
-                            duplicates,
-                            voucher_count,
-                        },
-                        CommitOutcome::Lost => AddCodesOutcome::Busy,
-                        CommitOutcome::NotFound => AddCodesOutcome::NotFound,
-                    }
-                }
-                StageOutcome::OverSupply { room, offered } => {
-                    while !self
-                        .discard_codes(campaign_id, lease.id, STAGED_ROWS_PER_JOB)
-                        .await?
-                    {}
-                    AddCodesOutcome::OverSupply { room, offered }
-                }
-                StageOutcome::Busy | StageOutcome::Lost => AddCodesOutcome::Busy,
-                StageOutcome::NotDraft => AddCodesOutcome::NotDraft,
-                StageOutcome::NotFound => AddCodesOutcome::NotFound,
-            });
-        }
-    }
+    ) -> StoreResult<AddCodesOutcome>;
     /// Stages one slice of the upload `lease` holds (taking the campaign
     /// when it is free or its holder's lease ran out, renewing it when it is
     /// the lease's own): the slice's new codes become vouchers past the

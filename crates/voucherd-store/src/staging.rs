@@ -10,7 +10,7 @@ use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
 
 use crate::StoreResult;
-use crate::model::{CodesLease, CommitOutcome, StageOutcome};
+use crate::model::{AddCodesOutcome, CodesLease, CommitOutcome, StageOutcome};
 use crate::stored::{corrupt, count};
 
 /// The upload holding a campaign: who, how many rows it staged, until when.
@@ -103,6 +103,14 @@ impl CodesHolder {
         Ok(Ok(offered))
     }
 
+    /// Whether staging under `lease` (allowed by [`CodesHolder::slot`])
+    /// takes the campaign from a lease that ran out, whose rows past the
+    /// slot's first rank must go first. Without a holder there are none:
+    /// rows past `voucher_count` exist only while an upload holds it.
+    pub(crate) fn takes_over(&self, lease: &CodesLease) -> bool {
+        self.upload.is_some_and(|upload| upload.id != lease.id)
+    }
+
     /// What committing `lease` counts: the campaign's new `voucher_count`.
     pub(crate) fn commit(&self, lease: uuid::Uuid) -> StoreResult<Result<i64, CommitOutcome>> {
         let Some(upload) = self.upload.filter(|upload| upload.id == lease) else {
@@ -156,6 +164,48 @@ pub(crate) fn committed(before: i64, voucher_count: i64) -> StoreResult<CommitOu
         added: count(voucher_count - before)?,
         voucher_count: count(voucher_count)?,
     })
+}
+
+/// The lease of a one-job [`crate::Store::add_codes`]: nobody can come
+/// between its staging and its commit, so it needs no time beyond `now`.
+pub(crate) fn one_job_lease(now: Timestamp) -> CodesLease {
+    CodesLease {
+        id: uuid::Uuid::new_v4(),
+        now,
+        until: now,
+        staged: 0,
+    }
+}
+
+/// What a one-job add answers once its slice was staged and committed.
+pub(crate) fn added(duplicates: Vec<VoucherCode>, committed: CommitOutcome) -> AddCodesOutcome {
+    match committed {
+        CommitOutcome::Committed {
+            added,
+            voucher_count,
+        } => AddCodesOutcome::Added {
+            added,
+            duplicates,
+            voucher_count,
+        },
+        // Nobody else writes inside the job: another holder means a bug.
+        CommitOutcome::Lost => AddCodesOutcome::Busy,
+        CommitOutcome::NotFound => AddCodesOutcome::NotFound,
+    }
+}
+
+/// What a one-job add answers when its slice was not staged (`Staged` and
+/// `Cleaning` are the caller's to go on with).
+pub(crate) fn refused(staged: StageOutcome) -> AddCodesOutcome {
+    match staged {
+        StageOutcome::OverSupply { room, offered } => AddCodesOutcome::OverSupply { room, offered },
+        StageOutcome::NotDraft => AddCodesOutcome::NotDraft,
+        StageOutcome::NotFound => AddCodesOutcome::NotFound,
+        StageOutcome::Busy
+        | StageOutcome::Lost
+        | StageOutcome::Staged { .. }
+        | StageOutcome::Cleaning => AddCodesOutcome::Busy,
+    }
 }
 
 #[cfg(test)]

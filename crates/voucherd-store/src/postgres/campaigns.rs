@@ -12,11 +12,11 @@ use voucherd_core::voucher::VoucherState;
 
 use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS, CAMPAIGN_WITH_TIERS, get, stored, stored_optional};
-use crate::model::{CampaignChanges, ChangeCursor};
 use crate::model::{
-    CampaignCounts, CampaignRecord, CampaignState, CodesLease, CommitOutcome, LifecycleOutcome,
-    StageOutcome, StateCounts,
+    AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, CodesLease, CommitOutcome,
+    LifecycleOutcome, StageOutcome, StateCounts,
 };
+use crate::model::{CampaignChanges, ChangeCursor};
 use crate::staging::{self, CodesHolder, Upload};
 use crate::stored::{CampaignValues, corrupt, count};
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
@@ -231,14 +231,15 @@ pub(crate) async fn stage_codes(
     };
     hold(transaction, campaign_id, Some(upload)).await?;
     // Rows past what this lease staged are an interrupted upload's.
-    if remove_staged(
-        transaction,
-        campaign_id,
-        slot.first_rank,
-        STAGED_ROWS_PER_JOB,
-    )
-    .await?
-        > 0
+    if holder.takes_over(lease)
+        && remove_staged(
+            transaction,
+            campaign_id,
+            slot.first_rank,
+            STAGED_ROWS_PER_JOB,
+        )
+        .await?
+            > 0
     {
         return Ok(StageOutcome::Cleaning);
     }
@@ -290,6 +291,30 @@ pub(crate) async fn stage_codes(
     }
     hold(transaction, campaign_id, Some(upload)).await?;
     staging::staged(fresh.len(), duplicates, upload.staged)
+}
+
+/// Stages and commits `codes` in the one transaction this runs in.
+pub(crate) async fn add_codes(
+    transaction: &Transaction<'_>,
+    campaign_id: CampaignId,
+    codes: &[VoucherCode],
+    now: Timestamp,
+) -> StoreResult<AddCodesOutcome> {
+    let lease = staging::one_job_lease(now);
+    loop {
+        match stage_codes(transaction, campaign_id, &lease, codes).await? {
+            StageOutcome::Cleaning => {}
+            StageOutcome::Staged { duplicates, .. } => {
+                let committed = commit_codes(transaction, campaign_id, lease.id).await?;
+                return Ok(staging::added(duplicates, committed));
+            }
+            refused => {
+                // The lease may hold the campaign (a slice past the supply).
+                discard_codes(transaction, campaign_id, lease.id, u32::MAX).await?;
+                return Ok(staging::refused(refused));
+            }
+        }
+    }
 }
 
 pub(crate) async fn commit_codes(

@@ -32,11 +32,11 @@ use voucherd_core::{SignedDuration, Timestamp};
 use self::connection::{Pools, Side, database};
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
-    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
-    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep,
+    PaymentTask, ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult, StoreStats};
 
@@ -250,6 +250,28 @@ impl Store for PostgresStore {
                 campaigns::available_counts(client, campaign_ids).await
             })
             .await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+        now: Timestamp,
+    ) -> StoreResult<AddCodesOutcome> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .pools
+                .transaction(async |transaction| {
+                    campaigns::add_codes(transaction, campaign_id, codes, now).await
+                })
+                .await
+            {
+                Err(StoreError::Constraint(_)) if attempts < campaigns::STAGE_ATTEMPTS_MAX => {}
+                answer => return answer,
+            }
+        }
     }
 
     async fn stage_codes(

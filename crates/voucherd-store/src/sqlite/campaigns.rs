@@ -12,8 +12,8 @@ use voucherd_core::voucher::VoucherState;
 use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS};
 use crate::model::{
-    CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor, CodesLease,
-    CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
+    AddCodesOutcome, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor,
+    CodesLease, CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
 };
 use crate::staging::{self, CodesHolder, Upload};
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
@@ -204,7 +204,9 @@ pub(crate) fn stage_codes(
     };
     hold(connection, &id, Some(upload))?;
     // Rows past what this lease staged are an interrupted upload's.
-    if remove_staged(connection, &id, slot.first_rank, STAGED_ROWS_PER_JOB)? > 0 {
+    if holder.takes_over(lease)
+        && remove_staged(connection, &id, slot.first_rank, STAGED_ROWS_PER_JOB)? > 0
+    {
         return Ok(StageOutcome::Cleaning);
     }
     let (fresh, duplicates) =
@@ -229,6 +231,30 @@ pub(crate) fn stage_codes(
     }
     hold(connection, &id, Some(upload))?;
     staging::staged(fresh.len(), duplicates, upload.staged)
+}
+
+/// Stages and commits `codes` in the one job this runs in.
+pub(crate) fn add_codes(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    codes: &[VoucherCode],
+    now: Timestamp,
+) -> StoreResult<AddCodesOutcome> {
+    let lease = staging::one_job_lease(now);
+    loop {
+        match stage_codes(connection, campaign_id, &lease, codes)? {
+            StageOutcome::Cleaning => {}
+            StageOutcome::Staged { duplicates, .. } => {
+                let committed = commit_codes(connection, campaign_id, lease.id)?;
+                return Ok(staging::added(duplicates, committed));
+            }
+            refused => {
+                // The lease may hold the campaign (a slice past the supply).
+                discard_codes(connection, campaign_id, lease.id, u32::MAX)?;
+                return Ok(staging::refused(refused));
+            }
+        }
+    }
 }
 
 pub(crate) fn commit_codes(

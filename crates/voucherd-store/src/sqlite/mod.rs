@@ -30,11 +30,11 @@ use self::readers::Readers;
 use self::writer::Writer;
 use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
-    AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor, Checkout,
-    CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome, IdempotencyScope,
-    LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep, PaymentTask,
-    ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction, VoucherOutcome,
-    VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
+    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
+    IdempotencyScope, LifecycleOutcome, OrderDetails, PaymentCounts, PaymentLease, PaymentStep,
+    PaymentTask, ReleaseOutcome, StageOutcome, StoredResponse, Tenant, VoucherAction,
+    VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use crate::{Store, StoreError, StoreResult, StoreStats};
 
@@ -77,14 +77,9 @@ impl SqliteStore {
         if !applied.is_empty() {
             tracing::info!(path = %config.path.display(), ?applied, "applied SQLite migrations");
         }
-        let checkpoint_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpointer = checkpointer::Checkpointer::start(
-            &config.path,
-            &write_connection,
-            checkpoint_due.clone(),
-        )?;
+        let checkpointer = checkpointer::Checkpointer::start(&config.path)?;
         Ok(SqliteStore {
-            writer: Writer::start(write_connection, config.write_group_max, checkpoint_due)?,
+            writer: Writer::start(write_connection, config.write_group_max)?,
             readers: Readers::open(config.path.clone(), config.readers)?,
             _checkpointer: checkpointer,
         })
@@ -114,6 +109,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn one_writer(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.readers
             .run(|connection| {
@@ -242,6 +241,18 @@ impl Store for SqliteStore {
         let campaign_ids = campaign_ids.to_vec();
         self.readers
             .run(move |connection| campaigns::available_counts(connection, &campaign_ids))
+            .await
+    }
+
+    async fn add_codes(
+        &self,
+        campaign_id: CampaignId,
+        codes: &[VoucherCode],
+        now: Timestamp,
+    ) -> StoreResult<AddCodesOutcome> {
+        let codes = codes.to_vec();
+        self.writer
+            .run(move |connection| campaigns::add_codes(connection, campaign_id, &codes, now))
             .await
     }
 

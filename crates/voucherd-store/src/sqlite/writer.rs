@@ -9,7 +9,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Instant;
 
@@ -71,28 +71,13 @@ impl Writer {
     /// How many jobs may wait for the writer before callers wait to enqueue.
     const QUEUE_MAX: usize = 4_096;
 
-    /// `checkpoint_due` is set by the checkpointer when the log has grown:
-    /// the writer then finishes the checkpoint between two groups (see
-    /// `checkpointer`).
-    pub(crate) fn start(
-        connection: Connection,
-        group_max: usize,
-        checkpoint_due: Arc<AtomicBool>,
-    ) -> StoreResult<Writer> {
+    pub(crate) fn start(connection: Connection, group_max: usize) -> StoreResult<Writer> {
         let (jobs, receiver) = mpsc::channel(Writer::QUEUE_MAX);
         let counters = Arc::new(WriterCounters::default());
         let counted = counters.clone();
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || {
-                write_loop(
-                    connection,
-                    receiver,
-                    group_max.max(1),
-                    &counted,
-                    &checkpoint_due,
-                )
-            })
+            .spawn(move || write_loop(connection, receiver, group_max.max(1), &counted))
             .map_err(|error| StoreError::Database(Box::new(error)))?;
         Ok(Writer { jobs, counters })
     }
@@ -145,7 +130,6 @@ fn write_loop(
     mut receiver: mpsc::Receiver<Job>,
     group_max: usize,
     counters: &WriterCounters,
-    checkpoint_due: &AtomicBool,
 ) {
     let mut group = Vec::with_capacity(group_max);
     while let Some(first) = receiver.blocking_recv() {
@@ -187,15 +171,8 @@ fn write_loop(
         for delivery in deliveries {
             delivery(committed.as_ref().map(|_| ()));
         }
-        debug_assert!(connection.is_autocommit(), "a write group left open");
-        // The frames since the checkpointer's last pass: a short copy, after
-        // which the next group starts the log again from its beginning.
-        if checkpoint_due.swap(false, Ordering::Relaxed)
-            && let Err(error) = super::checkpointer::checkpoint(&connection)
-        {
-            tracing::warn!(%error, "finishing a WAL checkpoint failed");
-        }
         counters.groups.add(started.elapsed());
+        debug_assert!(connection.is_autocommit(), "a write group left open");
     }
 }
 
@@ -242,7 +219,7 @@ mod tests {
         connection
             .execute_batch("CREATE TABLE row (id INTEGER PRIMARY KEY)")
             .unwrap();
-        Writer::start(connection, 64, Arc::default()).unwrap()
+        Writer::start(connection, 64).unwrap()
     }
 
     fn insert(connection: &Connection, id: i64) -> StoreResult<()> {
