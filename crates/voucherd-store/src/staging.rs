@@ -37,6 +37,16 @@ pub(crate) struct Slot {
     pub first_rank: i64,
 }
 
+impl Slot {
+    /// Whether rows an interrupted upload left may lie past the first
+    /// rank: until the lease staged its first code, it may have taken the
+    /// campaign from one (and removes them a job at a time); after, a
+    /// probe found none.
+    pub(crate) fn may_find_leftovers(&self) -> bool {
+        self.staged == 0
+    }
+}
+
 impl CodesHolder {
     pub(crate) fn new(
         lifecycle: &str,
@@ -101,14 +111,6 @@ impl CodesHolder {
             }));
         }
         Ok(Ok(offered))
-    }
-
-    /// Whether staging under `lease` (allowed by [`CodesHolder::slot`])
-    /// takes the campaign from a lease that ran out, whose rows past the
-    /// slot's first rank must go first. Without a holder there are none:
-    /// rows past `voucher_count` exist only while an upload holds it.
-    pub(crate) fn takes_over(&self, lease: &CodesLease) -> bool {
-        self.upload.is_some_and(|upload| upload.id != lease.id)
     }
 
     /// What committing `lease` counts: the campaign's new `voucher_count`.

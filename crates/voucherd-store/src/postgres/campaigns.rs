@@ -231,7 +231,7 @@ pub(crate) async fn stage_codes(
     };
     hold(transaction, campaign_id, Some(upload)).await?;
     // Rows past what this lease staged are an interrupted upload's.
-    if holder.takes_over(lease)
+    if slot.may_find_leftovers()
         && remove_staged(
             transaction,
             campaign_id,

@@ -204,7 +204,7 @@ pub(crate) fn stage_codes(
     };
     hold(connection, &id, Some(upload))?;
     // Rows past what this lease staged are an interrupted upload's.
-    if holder.takes_over(lease)
+    if slot.may_find_leftovers()
         && remove_staged(connection, &id, slot.first_rank, STAGED_ROWS_PER_JOB)? > 0
     {
         return Ok(StageOutcome::Cleaning);
