@@ -524,8 +524,8 @@ impl Engine {
     ) -> Result<Vec<VoucherCode>, EngineError> {
         let mut duplicates = Vec::new();
         let mut rest = codes;
-        // An empty upload still takes and frees the campaign: what clears
-        // an interrupted upload before a publish.
+        // An empty upload still stages once: it takes and frees the
+        // campaign, clearing what an interrupted upload left.
         let mut first = true;
         let deadline = tokio::time::Instant::now() + self.config.upload_time_max;
         while first || !rest.is_empty() {
