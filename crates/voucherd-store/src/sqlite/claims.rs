@@ -7,6 +7,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Hold;
+use voucherd_core::ids::{ReservationId, VoucherId};
+use voucherd_core::voucher::VoucherState;
 
 use super::connection::{command, database};
 use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
@@ -151,93 +153,118 @@ fn held_slots(
     Ok(held)
 }
 
-/// The state columns a claim sets.
-struct HoldColumns {
-    state: &'static str,
-    reservation_id: Option<String>,
-    reserved_until: Option<i64>,
-    issued_at: Option<i64>,
-    expires_at: Option<i64>,
-}
-
-impl HoldColumns {
-    fn new(hold: Hold, now: Timestamp) -> HoldColumns {
-        match hold {
-            Hold::Issue { expires_at } => HoldColumns {
-                state: "issued",
-                reservation_id: None,
-                reserved_until: None,
-                issued_at: Some(millis(now)),
-                expires_at: optional_millis(expires_at),
-            },
-            Hold::Reserve { until } => HoldColumns {
-                state: "reserved",
-                reservation_id: Some(uuid::Uuid::new_v4().to_string()),
-                reserved_until: Some(millis(until)),
-                issued_at: None,
-                expires_at: None,
-            },
-        }
-    }
-}
-
-/// Takes the campaign's lowest available voucher for the claim: found by
-/// the partial index, updated by its rowid, read back by its rowid. Three
-/// point statements, where one `UPDATE ... WHERE id = (SELECT ...)
-/// RETURNING` made SQLite build two temporary tables for every claim (the
-/// rows to update and the rows to return): 7 % of a claim's writer instructions.
+/// Takes the campaign's lowest available voucher for the claim: read with
+/// its rowid through the partial index, then updated by that rowid. The
+/// answer is the row as read with the columns the update wrote, so the
+/// row is not read a second time.
+///
+/// The update sets only the columns its hold changes: SQLite maintains
+/// every index on a column named in `SET`, so an issued coupon that named
+/// `reservation_id` (to set it to NULL again) rewrote that unique index's
+/// entry for nothing. It is `OR FAIL`, and the schema's guards on a
+/// voucher's update raise `FAIL` (migration 0009): a statement that may
+/// abort makes SQLite copy every page it touches into a statement journal
+/// first, a fifth of a claim's writer instructions. Nothing is lost by it:
+/// a single-row update checks its constraints before it writes, and a claim
+/// that fails fails its whole job, which the writer rolls back to the job's
+/// savepoint.
 fn take_lowest_available(
     connection: &Connection,
     claim: &ClaimRequest,
     slot: u32,
     now: Timestamp,
 ) -> StoreResult<Option<VoucherRecord>> {
-    let lowest: Option<i64> = connection
-        .prepare_cached(
-            "SELECT rowid FROM vouchers
+    let lowest = connection
+        .prepare_cached(&format!(
+            "SELECT rowid, {VOUCHER_COLUMNS} FROM vouchers
              WHERE campaign_id = ?1 AND state = 'available'
-             ORDER BY rank LIMIT 1",
-        )
+             ORDER BY rank LIMIT 1"
+        ))
         .and_then(|mut statement| {
             statement
-                .query_row([claim.campaign_id.to_string()], |row| row.get(0))
+                .query_row([claim.campaign_id.to_string()], |row| {
+                    Ok((row.get::<_, i64>(0)?, rows::voucher_at(row, 1)))
+                })
                 .optional()
         })
         .map_err(database)?;
-    let Some(rowid) = lowest else {
+    let Some((rowid, available)) = lowest else {
         return Ok(None);
     };
-    let hold = HoldColumns::new(claim.hold, now);
-    let updated = connection
-        .prepare_cached(
-            "UPDATE vouchers
-             SET state = ?1, user_id = ?2, user_slot = ?3, claimed_at = ?4,
-                 reservation_id = ?5, reserved_until = ?6, issued_at = ?7, expires_at = ?8
-             WHERE rowid = ?9 AND state = 'available'",
-        )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                hold.state,
-                claim.user_id.as_str(),
-                slot,
-                millis(now),
-                hold.reservation_id,
-                hold.reserved_until,
-                hold.issued_at,
-                hold.expires_at,
-                rowid,
-            ])
-        })
-        .map_err(database)?;
+    let available = available?;
+    assert_eq!(available.state, VoucherState::Available);
+    let claimed = claimed(available, claim, now)?;
+    let updated = match claim.hold {
+        Hold::Issue { .. } => connection
+            .prepare_cached(
+                "UPDATE OR FAIL vouchers
+                 SET state = 'issued', user_id = ?1, user_slot = ?2, claimed_at = ?3,
+                     issued_at = ?4, expires_at = ?5
+                 WHERE rowid = ?6 AND state = 'available'",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    claim.user_id.as_str(),
+                    slot,
+                    optional_millis(claimed.claimed_at),
+                    optional_millis(claimed.issued_at),
+                    optional_millis(claimed.expires_at),
+                    rowid,
+                ])
+            }),
+        Hold::Reserve { .. } => connection
+            .prepare_cached(
+                "UPDATE OR FAIL vouchers
+                 SET state = 'reserved', user_id = ?1, user_slot = ?2, claimed_at = ?3,
+                     reservation_id = ?4, reserved_until = ?5
+                 WHERE rowid = ?6 AND state = 'available'",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    claim.user_id.as_str(),
+                    slot,
+                    optional_millis(claimed.claimed_at),
+                    claimed.reservation_id.map(|id| id.to_string()),
+                    optional_millis(claimed.reserved_until),
+                    rowid,
+                ])
+            }),
+    }
+    .map_err(database)?;
     // The writer is the only writer: what it just read as available is.
     assert_eq!(updated, 1, "the lowest available voucher was taken");
-    connection
-        .prepare_cached(&format!(
-            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE rowid = ?1"
-        ))
-        .and_then(|mut statement| statement.query_row([rowid], |row| Ok(rows::voucher(row))))
-        .map_err(database)?
-        .map(Some)
+    Ok(Some(claimed))
+}
+
+/// The available voucher as the claim leaves it: held by the claim's user,
+/// issued or reserved by its hold. Times are kept to the millisecond the
+/// row stores, so the answer is the row.
+fn claimed(
+    available: VoucherRecord,
+    claim: &ClaimRequest,
+    now: Timestamp,
+) -> StoreResult<VoucherRecord> {
+    let at = |time: Timestamp| rows::timestamp(millis(time));
+    let now = at(now)?;
+    let held = VoucherRecord {
+        user_id: Some(claim.user_id.clone()),
+        claimed_at: Some(now),
+        ..available
+    };
+    Ok(match claim.hold {
+        Hold::Issue { expires_at } => VoucherRecord {
+            state: VoucherState::Issued,
+            issued_at: Some(now),
+            expires_at: expires_at.map(at).transpose()?,
+            ..held
+        },
+        Hold::Reserve { until } => VoucherRecord {
+            state: VoucherState::Reserved,
+            reservation_id: Some(ReservationId::from_uuid(uuid::Uuid::new_v4())),
+            reserved_until: Some(at(until)?),
+            ..held
+        },
+    })
 }
 
 /// Makes the next rank of an unlimited campaign, already held by the user.
@@ -259,39 +286,54 @@ fn mint(
             statement.query_row([claim.campaign_id.to_string()], |row| row.get(0))
         })
         .map_err(database)?;
-    let hold = HoldColumns::new(claim.hold, now);
     let mut statement = connection
-        .prepare_cached(&format!(
+        .prepare_cached(
             "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
                  user_slot, claimed_at, reservation_id, reserved_until, issued_at, expires_at,
                  redemptions_max)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (tenant_id, code) DO NOTHING
-             RETURNING {VOUCHER_COLUMNS}"
-        ))
+             ON CONFLICT (tenant_id, code) DO NOTHING",
+        )
         .map_err(database)?;
     for _ in 0..MINT_ATTEMPTS_MAX {
-        let code = pattern.generate(&mut OsEntropy);
-        let mut inserted = statement
-            .query(params![
-                uuid::Uuid::new_v4().to_string(),
-                claim.campaign_id.to_string(),
-                claim.tenant_id.to_string(),
-                rank,
-                code.as_str(),
-                hold.state,
+        let made = VoucherRecord {
+            id: VoucherId::from_uuid(uuid::Uuid::new_v4()),
+            campaign_id: claim.campaign_id,
+            tenant_id: claim.tenant_id,
+            rank: u32::try_from(rank).map_err(rows::corrupt)?,
+            code: pattern.generate(&mut OsEntropy),
+            state: VoucherState::Available,
+            user_id: None,
+            claimed_at: None,
+            reservation_id: None,
+            reserved_until: None,
+            issued_at: None,
+            expires_at: None,
+            locked_until: None,
+            redemptions: 0,
+            redemptions_max: claim.redemptions_max,
+        };
+        let minted = claimed(made, claim, now)?;
+        let inserted = statement
+            .execute(params![
+                minted.id.to_string(),
+                minted.campaign_id.to_string(),
+                minted.tenant_id.to_string(),
+                minted.rank,
+                minted.code.as_str(),
+                minted.state.as_str(),
                 claim.user_id.as_str(),
                 slot,
-                millis(now),
-                hold.reservation_id,
-                hold.reserved_until,
-                hold.issued_at,
-                hold.expires_at,
-                claim.redemptions_max,
+                optional_millis(minted.claimed_at),
+                minted.reservation_id.map(|id| id.to_string()),
+                optional_millis(minted.reserved_until),
+                optional_millis(minted.issued_at),
+                optional_millis(minted.expires_at),
+                minted.redemptions_max,
             ])
             .map_err(database)?;
-        if let Some(row) = inserted.next().map_err(database)? {
-            return rows::voucher(row);
+        if inserted == 1 {
+            return Ok(minted);
         }
     }
     Err(rows::corrupt(format!(

@@ -51,6 +51,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "code uploads",
         include_str!("../../migrations/sqlite/0008_code_uploads.sql"),
     ),
+    (
+        9,
+        "voucher guards fail",
+        include_str!("../../migrations/sqlite/0009_voucher_guards_fail.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)
