@@ -612,6 +612,11 @@ impl Engine {
         self.slice.store(next, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Jobs the store's one writer has run, where it has one.
+    fn writer_jobs(&self) -> Option<u64> {
+        self.store.stats().sqlite_writer.map(|writer| writer.jobs)
+    }
+
     fn lease_end(&self) -> Result<Timestamp, EngineError> {
         self.now()
             .checked_add(self.config.upload_lease)
@@ -716,8 +721,18 @@ impl Engine {
                 .map(|_| pattern.generate(&mut OsEntropy))
                 .collect();
             let started = tokio::time::Instant::now();
+            let jobs_before = self.writer_jobs();
             let outcome = self.store.add_codes(entry.id(), &codes, self.now()).await?;
-            self.paced(chunk, started.elapsed());
+            let took = started.elapsed();
+            self.paced(chunk, took);
+            let others_wrote = self
+                .writer_jobs()
+                .zip(jobs_before)
+                .is_some_and(|(after, before)| after > before + 1);
+            let pause = make_way(took, others_wrote);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             match outcome {
                 AddCodesOutcome::Added { voucher_count, .. } => {
                     entry.set_voucher_count(voucher_count)
@@ -1246,6 +1261,22 @@ pub fn next_key_id(tenant: &Tenant) -> String {
     format!("k{}", highest + 1)
 }
 
+/// How long a publish waits after a slice before its next: as long as the
+/// slice took, when other work ran on the writer meanwhile (claims, most
+/// likely), so that the writer is free at least half the time while others
+/// need it and a claim waits behind one slice at most, never behind a train
+/// of them; no wait when nothing else wants the writer, so a publish on an
+/// idle node runs at full speed. Bounded, so that one slow slice does not
+/// stall the publish.
+fn make_way(took: Duration, others_wrote: bool) -> Duration {
+    const PAUSE_MAX: Duration = Duration::from_millis(50);
+    if others_wrote {
+        took.min(PAUSE_MAX)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// The codes of the next slice: as many as the last slice's pace makes in
 /// the target time, between a floor that keeps progress and `most`.
 fn upload_busy() -> EngineError {
@@ -1276,6 +1307,17 @@ fn next_slice(made: u32, took: Duration, target: Duration, most: u32) -> u32 {
 #[cfg(test)]
 mod slice_tests {
     use super::*;
+
+    #[test]
+    fn a_publish_makes_way_only_for_other_writers() {
+        let slice = Duration::from_millis(12);
+        assert_eq!(make_way(slice, false), Duration::ZERO);
+        assert_eq!(make_way(slice, true), slice);
+        assert_eq!(
+            make_way(Duration::from_secs(2), true),
+            Duration::from_millis(50)
+        );
+    }
 
     #[test]
     fn slices_follow_the_store_pace() {
