@@ -77,7 +77,7 @@ impl Default for EngineConfig {
             claims: ClaimLimits::default(),
             codes_per_request_max: 100_000,
             codes_per_slice: 2_000,
-            slice_time_target: Duration::from_millis(10),
+            slice_time_target: Duration::from_millis(5),
             codes_made_before_answer_max: 100_000,
             upload_time_max: Duration::from_secs(20),
             upload_lease: SignedDuration::from_secs(30),
