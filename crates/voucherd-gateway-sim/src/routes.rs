@@ -67,7 +67,10 @@ async fn create_charge(
         .map_err(GatewayError::from)
         .and_then(|bytes| wire::parse_charge(&bytes).map_err(GatewayError::from))
         .inspect_err(|_| simulator.count(|stats| stats.rejected_invalid += 1))?;
-    match simulator.admit(request) {
+    let Some(admission) = simulator.admit(request) else {
+        return Err(GatewayError::Down);
+    };
+    match admission {
         Admission::Decided { charge, latency } => {
             if !charge.answered {
                 simulator.hold().await;

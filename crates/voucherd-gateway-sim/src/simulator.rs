@@ -142,7 +142,12 @@ impl Simulator {
 
     /// Takes the gateway down (charges and lookups are refused with `503`)
     /// or brings it back; the ledger is kept either way.
+    ///
+    /// The flag changes under the ledger's lock, where [`Simulator::admit`]
+    /// reads it: once this returns, no charge is admitted (or stamped)
+    /// until the gateway is back, even one whose request was already read.
     pub fn set_down(&self, down: bool) {
+        let _ledger = self.lock_ledger();
         self.shared.down.store(down, Ordering::SeqCst);
     }
 
@@ -150,12 +155,18 @@ impl Simulator {
         self.shared.down.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn admit(&self, request: ChargeRequest) -> Admission {
-        // The time is read under the lock, so that admissions are in the
-        // window in the order of their times.
+    /// The charge's admission; `None` when the gateway is down. The time
+    /// and the flag are read under the lock, so that admissions are in the
+    /// window in the order of their times and none is stamped after an
+    /// outage began.
+    pub(crate) fn admit(&self, request: ChargeRequest) -> Option<Admission> {
         let mut ledger = self.lock_ledger();
+        if self.shared.down.load(Ordering::SeqCst) {
+            ledger.stats.refused_down += 1;
+            return None;
+        }
         let now = self.shared.clock.now();
-        ledger.admit(request, now)
+        Some(ledger.admit(request, now))
     }
 
     pub(crate) fn in_flight(&self) -> &Arc<Semaphore> {
