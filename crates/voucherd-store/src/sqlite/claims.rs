@@ -194,43 +194,40 @@ fn take_lowest_available(
     let available = available?;
     assert_eq!(available.state, VoucherState::Available);
     let claimed = claimed(available, claim, now)?;
-    let updated = match claim.hold {
-        Hold::Issue { .. } => connection
-            .prepare_cached(
-                "UPDATE OR FAIL vouchers
-                 SET state = 'issued', user_id = ?1, user_slot = ?2, claimed_at = ?3,
-                     issued_at = ?4, expires_at = ?5
-                 WHERE rowid = ?6 AND state = 'available'",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    claim.user_id.as_str(),
-                    slot,
-                    optional_millis(claimed.claimed_at),
-                    optional_millis(claimed.issued_at),
-                    optional_millis(claimed.expires_at),
-                    rowid,
-                ])
-            }),
-        Hold::Reserve { .. } => connection
-            .prepare_cached(
-                "UPDATE OR FAIL vouchers
-                 SET state = 'reserved', user_id = ?1, user_slot = ?2, claimed_at = ?3,
-                     reservation_id = ?4, reserved_until = ?5
-                 WHERE rowid = ?6 AND state = 'available'",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    claim.user_id.as_str(),
-                    slot,
-                    optional_millis(claimed.claimed_at),
-                    claimed.reservation_id.map(|id| id.to_string()),
-                    optional_millis(claimed.reserved_until),
-                    rowid,
-                ])
-            }),
-    }
-    .map_err(database)?;
+    // The columns past the holder's differ by hold: one statement each, so
+    // that neither names a column it does not set.
+    let reservation_id = claimed.reservation_id.map(|id| id.to_string());
+    let (update, fourth, fifth): (&str, &dyn rusqlite::ToSql, Option<i64>) = match claim.hold {
+        Hold::Issue { .. } => (
+            "UPDATE OR FAIL vouchers
+             SET state = 'issued', user_id = ?1, user_slot = ?2, claimed_at = ?3,
+                 issued_at = ?4, expires_at = ?5
+             WHERE rowid = ?6 AND state = 'available'",
+            &optional_millis(claimed.issued_at),
+            optional_millis(claimed.expires_at),
+        ),
+        Hold::Reserve { .. } => (
+            "UPDATE OR FAIL vouchers
+             SET state = 'reserved', user_id = ?1, user_slot = ?2, claimed_at = ?3,
+                 reservation_id = ?4, reserved_until = ?5
+             WHERE rowid = ?6 AND state = 'available'",
+            &reservation_id,
+            optional_millis(claimed.reserved_until),
+        ),
+    };
+    let updated = connection
+        .prepare_cached(update)
+        .and_then(|mut statement| {
+            statement.execute(params![
+                claim.user_id.as_str(),
+                slot,
+                optional_millis(claimed.claimed_at),
+                fourth,
+                fifth,
+                rowid,
+            ])
+        })
+        .map_err(database)?;
     // The writer is the only writer: what it just read as available is.
     assert_eq!(updated, 1, "the lowest available voucher was taken");
     Ok(Some(claimed))
