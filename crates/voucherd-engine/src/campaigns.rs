@@ -21,7 +21,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::{CampaignSpec, CampaignStatus, ClaimRefusal, Lifecycle, Supply};
 use voucherd_core::ids::{CampaignId, TenantId};
-use voucherd_store::model::{CampaignRecord, CampaignState};
+use voucherd_store::model::{Available, CampaignRecord, CampaignState};
 
 /// `remaining` of an unlimited campaign.
 const UNLIMITED: i64 = i64::MAX;
@@ -189,19 +189,31 @@ impl CampaignEntry {
         }
     }
 
-    /// Memory learns how many vouchers are available from the store: the
-    /// count as it is when nothing of this node's moved while it was read,
-    /// otherwise only if it is more than memory has.
-    pub fn learn_available(&self, available: u64, before: Counting) {
+    /// Memory learns how many vouchers are available from the store: an
+    /// exact count as it is when nothing of this node's moved while it was
+    /// read, otherwise only if it is more than memory has. A bounded count
+    /// that stopped says only "at least": memory that has less is behind,
+    /// memory that has more is kept (on one node it is exact by itself; on
+    /// several it lacks the others' claims only until fewer than the bound
+    /// are left, when the count is exact again).
+    pub fn learn_available(&self, available: Available, before: Counting) {
         if self.record.spec.supply == Supply::Unlimited {
             return;
         }
-        let available = i64::try_from(available).unwrap_or(i64::MAX);
         let after = self.before_counting();
-        if before.quiet && after.quiet && before.changes == after.changes {
-            self.remaining.store(available, Ordering::Release);
-        } else {
-            self.remaining.fetch_max(available, Ordering::AcqRel);
+        match available {
+            Available::Exactly(count) => {
+                let count = i64::try_from(count).unwrap_or(i64::MAX);
+                if before.quiet && after.quiet && before.changes == after.changes {
+                    self.remaining.store(count, Ordering::Release);
+                } else {
+                    self.remaining.fetch_max(count, Ordering::AcqRel);
+                }
+            }
+            Available::AtLeast(count) => {
+                let count = i64::try_from(count).unwrap_or(i64::MAX);
+                self.remaining.fetch_max(count, Ordering::AcqRel);
+            }
         }
     }
 
@@ -350,7 +362,7 @@ mod tests {
         // The claim commits in the store (9 left); the refresher reads 9
         // and lands before the batch's outcome is remembered.
         let before = entry.before_counting();
-        entry.learn_available(9, before);
+        entry.learn_available(Available::Exactly(9), before);
         entry.took_one();
         entry.claim_decided();
         assert_eq!(remaining(&entry), Some(9), "not 8: the claim counted once");
@@ -364,12 +376,12 @@ mod tests {
         entry.sending_claim();
         entry.took_one();
         entry.claim_decided();
-        entry.learn_available(10, before);
+        entry.learn_available(Available::Exactly(10), before);
         assert_eq!(remaining(&entry), Some(10), "over, the safe side");
         // A release another node made is learned even while busy.
         entry.sending_claim();
         let before = entry.before_counting();
-        entry.learn_available(12, before);
+        entry.learn_available(Available::Exactly(12), before);
         assert_eq!(remaining(&entry), Some(12));
         entry.claim_decided();
     }
@@ -379,11 +391,40 @@ mod tests {
         let entry = entry(10);
         // Other nodes took seven.
         let before = entry.before_counting();
-        entry.learn_available(3, before);
+        entry.learn_available(Available::Exactly(3), before);
         assert_eq!(remaining(&entry), Some(3));
         assert!(!entry.sold_out());
         let before = entry.before_counting();
-        entry.learn_available(0, before);
+        entry.learn_available(Available::Exactly(0), before);
         assert!(entry.sold_out());
+    }
+
+    #[test]
+    fn a_count_that_stopped_at_its_bound_only_raises() {
+        let entry = entry(100);
+        // This node took 95 of a hundred; the store has counted past the
+        // bound of ten. Even a quiet count says only "at least eleven".
+        for _ in 0..95 {
+            entry.sending_claim();
+            entry.took_one();
+            entry.claim_decided();
+        }
+        let before = entry.before_counting();
+        entry.learn_available(Available::AtLeast(11), before);
+        assert_eq!(
+            remaining(&entry),
+            Some(11),
+            "memory behind the store is raised"
+        );
+        assert!(!entry.sold_out());
+        // Memory with more than the bound keeps what it has.
+        let entry = self::entry(100);
+        let before = entry.before_counting();
+        entry.learn_available(Available::AtLeast(11), before);
+        assert_eq!(remaining(&entry), Some(100));
+        // Once fewer than the bound are left the count is exact again.
+        let before = entry.before_counting();
+        entry.learn_available(Available::Exactly(4), before);
+        assert_eq!(remaining(&entry), Some(4));
     }
 }

@@ -16,7 +16,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::OsEntropy;
 use voucherd_store::Store;
 use voucherd_store::model::{
-    Account, AddCodesOutcome, CampaignRecord, CampaignState, ChangeCursor, Checkout,
+    Account, AddCodesOutcome, Available, CampaignRecord, CampaignState, ChangeCursor, Checkout,
     CheckoutOutcome, CodesLease, CommitOutcome, IdempotencyScope, KeyRotation, LifecycleOutcome,
     OrderDetails, OrderRecord, PaymentCounts, ReleaseOutcome, StageOutcome, StateCounts,
     StoredResponse, Tenant, VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
@@ -142,6 +142,13 @@ pub struct Engine {
 
 /// The first slice a node stages, before it knows the store's pace.
 const FIRST_SLICE: u32 = 100;
+
+/// The most available vouchers of one campaign a refresh counts. A count
+/// walks the campaign's available vouchers: unbounded, a campaign of five
+/// million cost a reader most of a core twice a second, and a claim on any
+/// campaign waited behind it. Near sold out, where memory must be exact to
+/// answer from memory, the count is exact.
+const AVAILABLE_COUNTED_MAX: u64 = 10_000;
 
 /// How long memory keeps a campaign after it ended: a late claim on it is
 /// refused from memory for this long, then with one read of the store.
@@ -967,7 +974,7 @@ impl Engine {
         };
         // The store is the authority; memory catches up with what it says.
         if entry.lifecycle() != Lifecycle::Draft {
-            entry.learn_available(counts.states.available, before);
+            entry.learn_available(Available::Exactly(counts.states.available), before);
         }
         let tiers = ranges
             .into_iter()
@@ -1177,7 +1184,11 @@ impl Engine {
             .iter()
             .filter_map(|id| Some((*id, self.campaigns.get(*id)?.before_counting())))
             .collect();
-        for (id, available) in self.store.available_counts(&running).await? {
+        for (id, available) in self
+            .store
+            .available_counts(&running, AVAILABLE_COUNTED_MAX)
+            .await?
+        {
             if let (Some(entry), Some(before)) = (self.campaigns.get(id), counting.get(&id)) {
                 entry.learn_available(available, *before);
             }

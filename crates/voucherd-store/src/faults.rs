@@ -13,7 +13,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
+use crate::model::{Account, Available, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
@@ -170,9 +170,10 @@ impl Store for FaultyStore {
     async fn available_counts(
         &self,
         campaign_ids: &[CampaignId],
-    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        counted_max: u64,
+    ) -> StoreResult<Vec<(CampaignId, Available)>> {
         self.check()?;
-        self.inner.available_counts(campaign_ids).await
+        self.inner.available_counts(campaign_ids, counted_max).await
     }
 
     async fn add_codes(

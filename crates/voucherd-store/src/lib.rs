@@ -38,7 +38,7 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
-use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
+use crate::model::{Account, Available, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
@@ -144,11 +144,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// (every campaign with `None`): what a node needs to follow the others,
     /// without reading the campaigns nothing changed.
     async fn campaign_changes(&self, since: Option<ChangeCursor>) -> StoreResult<CampaignChanges>;
-    /// How many vouchers of each campaign are available now.
+    /// How many vouchers of each campaign are available now, counting at
+    /// most `counted_max + 1` of each: a campaign with more answers
+    /// `AtLeast(counted_max + 1)`. The engine asks this of every running
+    /// campaign twice a second; bounded, that costs the same for a campaign
+    /// of five million vouchers as for one of a thousand, and it is exact
+    /// where exactness matters, near sold out.
     async fn available_counts(
         &self,
         campaign_ids: &[CampaignId],
-    ) -> StoreResult<Vec<(CampaignId, u64)>>;
+        counted_max: u64,
+    ) -> StoreResult<Vec<(CampaignId, Available)>>;
     /// Adds codes to a draft campaign as vouchers of the next ranks, all or
     /// nothing; codes the tenant already has are reported, not added. One
     /// slice staged and committed in one job (one transaction) under a

@@ -152,6 +152,29 @@ pub struct CampaignState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeCursor(pub i64);
 
+/// How many vouchers of a campaign are available, counted up to a bound:
+/// a count walks the campaign's available vouchers, so an unbounded count
+/// of a campaign of five million costs a reader a core (see
+/// [`crate::Store::available_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Available {
+    /// Every available voucher was counted.
+    Exactly(u64),
+    /// The count stopped at the bound: there are at least this many.
+    AtLeast(u64),
+}
+
+impl Available {
+    /// What a count that stopped after `counted_max + 1` found means.
+    pub fn bounded(counted: u64, counted_max: u64) -> Available {
+        if counted > counted_max {
+            Available::AtLeast(counted)
+        } else {
+            Available::Exactly(counted)
+        }
+    }
+}
+
 /// Campaigns changed since a cursor, and the cursor to read from next.
 /// A change may be answered twice; none is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]

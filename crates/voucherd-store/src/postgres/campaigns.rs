@@ -16,7 +16,7 @@ use crate::model::{
     AddCodesOutcome, CampaignCounts, CampaignRecord, CampaignState, CodesLease, CommitOutcome,
     LifecycleOutcome, StageOutcome, StateCounts,
 };
-use crate::model::{CampaignChanges, ChangeCursor};
+use crate::model::{Available, CampaignChanges, ChangeCursor};
 use crate::staging::{self, CodesHolder, Upload};
 use crate::stored::{CampaignValues, corrupt, count};
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
@@ -566,28 +566,32 @@ pub(crate) async fn first_login(
 pub(crate) async fn available_counts(
     client: &ClientWrapper,
     campaign_ids: &[CampaignId],
-) -> StoreResult<Vec<(CampaignId, u64)>> {
+    counted_max: u64,
+) -> StoreResult<Vec<(CampaignId, Available)>> {
     let ids: Vec<uuid::Uuid> = campaign_ids.iter().map(|id| *id.as_uuid()).collect();
+    let limit = i64::try_from(counted_max.saturating_add(1)).unwrap_or(i64::MAX);
     let statement = client
         .prepare_cached(
-            "SELECT campaign.id, (SELECT count(*) FROM vouchers
-                                  WHERE campaign_id = campaign.id AND state = 'available'
-                                    AND rank <= (SELECT voucher_count FROM campaigns
-                                                 WHERE id = campaign.id))
+            "SELECT campaign.id, (SELECT count(*) FROM (
+                                      SELECT FROM vouchers
+                                      WHERE campaign_id = campaign.id AND state = 'available'
+                                        AND rank <= (SELECT voucher_count FROM campaigns
+                                                     WHERE id = campaign.id)
+                                      LIMIT $2) AS counted)
              FROM unnest($1::uuid[]) AS campaign (id)",
         )
         .await
         .map_err(database)?;
     client
-        .query(&statement, &[&ids])
+        .query(&statement, &[&ids, &limit])
         .await
         .map_err(database)?
         .iter()
         .map(|row| {
-            let available: i64 = get(row, 1)?;
+            let counted: i64 = get(row, 1)?;
             Ok((
                 CampaignId::from_uuid(get(row, 0)?),
-                u64::try_from(available).map_err(corrupt)?,
+                Available::bounded(u64::try_from(counted).map_err(corrupt)?, counted_max),
             ))
         })
         .collect()

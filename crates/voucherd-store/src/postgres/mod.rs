@@ -30,7 +30,7 @@ use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 
 use self::connection::{Pools, Side, database};
-use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
+use crate::model::{Account, Available, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
@@ -244,10 +244,11 @@ impl Store for PostgresStore {
     async fn available_counts(
         &self,
         campaign_ids: &[CampaignId],
-    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        counted_max: u64,
+    ) -> StoreResult<Vec<(CampaignId, Available)>> {
         self.pools
             .run(Side::Primary, async |client| {
-                campaigns::available_counts(client, campaign_ids).await
+                campaigns::available_counts(client, campaign_ids, counted_max).await
             })
             .await
     }

@@ -12,8 +12,8 @@ use voucherd_core::voucher::VoucherState;
 use super::connection::database;
 use super::rows::{self, CAMPAIGN_COLUMNS};
 use crate::model::{
-    AddCodesOutcome, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState, ChangeCursor,
-    CodesLease, CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
+    AddCodesOutcome, Available, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState,
+    ChangeCursor, CodesLease, CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
 };
 use crate::staging::{self, CodesHolder, Upload};
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
@@ -541,20 +541,25 @@ pub(crate) fn first_login(
 pub(crate) fn available_counts(
     connection: &Connection,
     campaign_ids: &[CampaignId],
-) -> StoreResult<Vec<(CampaignId, u64)>> {
+    counted_max: u64,
+) -> StoreResult<Vec<(CampaignId, Available)>> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT count(*) FROM vouchers WHERE campaign_id = ?1 AND state = 'available'
-               AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)",
+            "SELECT count(*) FROM (
+                 SELECT 1 FROM vouchers WHERE campaign_id = ?1 AND state = 'available'
+                   AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)
+                 LIMIT ?2)",
         )
         .map_err(database)?;
+    let limit = i64::try_from(counted_max.saturating_add(1)).unwrap_or(i64::MAX);
     campaign_ids
         .iter()
         .map(|id| {
-            let available: i64 = statement
-                .query_row([id.to_string()], |row| row.get(0))
+            let counted: i64 = statement
+                .query_row(params![id.to_string(), limit], |row| row.get(0))
                 .map_err(database)?;
-            Ok((*id, u64::try_from(available).map_err(rows::corrupt)?))
+            let counted = u64::try_from(counted).map_err(rows::corrupt)?;
+            Ok((*id, Available::bounded(counted, counted_max)))
         })
         .collect()
 }

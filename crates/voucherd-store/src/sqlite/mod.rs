@@ -28,7 +28,7 @@ use voucherd_core::{SignedDuration, Timestamp};
 use self::connection::database;
 use self::readers::Readers;
 use self::writer::Writer;
-use crate::model::{Account, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
+use crate::model::{Account, Available, KeyRotation, PaymentBacklog, PublicKey, ShareRequest};
 use crate::model::{
     AddCodesOutcome, AttemptKind, CampaignChanges, CampaignCounts, CampaignRecord, ChangeCursor,
     Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
@@ -237,10 +237,13 @@ impl Store for SqliteStore {
     async fn available_counts(
         &self,
         campaign_ids: &[CampaignId],
-    ) -> StoreResult<Vec<(CampaignId, u64)>> {
+        counted_max: u64,
+    ) -> StoreResult<Vec<(CampaignId, Available)>> {
         let campaign_ids = campaign_ids.to_vec();
         self.readers
-            .run(move |connection| campaigns::available_counts(connection, &campaign_ids))
+            .run(move |connection| {
+                campaigns::available_counts(connection, &campaign_ids, counted_max)
+            })
             .await
     }
 

@@ -11,11 +11,11 @@ use voucherd_core::money::{Currency, Money};
 use voucherd_core::voucher::{VoucherRefusal, VoucherState};
 use voucherd_core::{SignedDuration, TimeZone, Timestamp};
 use voucherd_store::model::{
-    AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, CampaignRecord, CampaignState,
-    Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease, CommitOutcome,
-    IdempotencyScope, LifecycleOutcome, OrderRecord, OrderStatus, PaymentCounts, PaymentStep,
-    PaymentTask, ReleaseOutcome, Resolution, StageOutcome, StoredResponse, Tenant, VoucherAction,
-    VoucherOutcome, VoucherRecord, VoucherTarget,
+    AddCodesOutcome, AttemptKind, AttemptOutcome, AttemptResult, Available, CampaignRecord,
+    CampaignState, Checkout, CheckoutOutcome, ClaimOutcome, ClaimRequest, CodesLease,
+    CommitOutcome, IdempotencyScope, LifecycleOutcome, OrderRecord, OrderStatus, PaymentCounts,
+    PaymentStep, PaymentTask, ReleaseOutcome, Resolution, StageOutcome, StoredResponse, Tenant,
+    VoucherAction, VoucherOutcome, VoucherRecord, VoucherTarget,
 };
 use voucherd_store::{OsEntropy, Store, StoreError};
 
@@ -1338,8 +1338,33 @@ pub async fn nodes_can_follow_campaign_states_and_availability(store: Arc<dyn St
         (draft_state.lifecycle, draft_state.voucher_count),
         (Lifecycle::Draft, 0)
     );
-    let available = store.available_counts(&[live.id, draft.id]).await.unwrap();
-    assert_eq!(available, [(live.id, 2), (draft.id, 0)]);
+    let available = store
+        .available_counts(&[live.id, draft.id], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        available,
+        [
+            (live.id, Available::Exactly(2)),
+            (draft.id, Available::Exactly(0))
+        ]
+    );
+    // The count stops one past its bound, and says so; at the bound it is
+    // still exact.
+    for (counted_max, expected) in [
+        (0, Available::AtLeast(1)),
+        (1, Available::AtLeast(2)),
+        (2, Available::Exactly(2)),
+    ] {
+        assert_eq!(
+            store
+                .available_counts(&[live.id], counted_max)
+                .await
+                .unwrap(),
+            [(live.id, expected)],
+            "counting at most {counted_max}"
+        );
+    }
 
     // From the cursor on: what changed after it is read, with its new state;
     // a campaign nothing changed stops being read (on PostgreSQL once the
