@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "code uploads",
         include_str!("../../migrations/postgres/0008_code_uploads.sql"),
     ),
+    (
+        9,
+        "voucher holder index",
+        include_str!("../../migrations/postgres/0009_voucher_holder_index.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

@@ -137,7 +137,7 @@ fn held_slots(
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT user_slot, {VOUCHER_COLUMNS} FROM vouchers
-             WHERE campaign_id = ?1 AND user_id = ?2
+             WHERE user_id = ?2 AND campaign_id = ?1
              ORDER BY claimed_at DESC, rank DESC"
         ))
         .map_err(database)?;

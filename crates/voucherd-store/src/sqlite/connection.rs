@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "voucher guards fail",
         include_str!("../../migrations/sqlite/0009_voucher_guards_fail.sql"),
     ),
+    (
+        10,
+        "voucher holder index",
+        include_str!("../../migrations/sqlite/0010_voucher_holder_index.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)
@@ -132,7 +137,27 @@ pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
 
 /// Applies the migrations this database has not seen yet; answers the
 /// versions it applied.
+///
+/// Foreign keys are off while migrations run, as SQLite's way of changing a
+/// table's constraints asks (make the table again, copy, drop the old one,
+/// rename): a dropped table would otherwise take the rows that refer to it
+/// along. They are checked whole before the migrations commit, and a
+/// violation fails the migration and leaves the database as it was.
 pub(crate) fn migrate(connection: &mut Connection) -> StoreResult<Vec<i64>> {
+    // The pragma is a no-op inside a transaction: it is set before one.
+    let known_newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    migrate_until(connection, known_newest)
+}
+
+/// Applies the migrations up to `until` this database has not seen yet.
+fn migrate_until(connection: &mut Connection, until: i64) -> StoreResult<Vec<i64>> {
+    command(connection, "PRAGMA foreign_keys = OFF").map_err(database)?;
+    let migrated = migrate_in_transaction(connection, until);
+    command(connection, "PRAGMA foreign_keys = ON").map_err(database)?;
+    migrated
+}
+
+fn migrate_in_transaction(connection: &mut Connection, until: i64) -> StoreResult<Vec<i64>> {
     let transaction = connection.transaction().map_err(database)?;
     transaction
         .execute_batch(
@@ -158,7 +183,7 @@ pub(crate) fn migrate(connection: &mut Connection) -> StoreResult<Vec<i64>> {
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS
         .iter()
-        .filter(|(version, _, _)| *version > newest)
+        .filter(|(version, _, _)| *version > newest && *version <= until)
     {
         transaction.execute_batch(sql).map_err(database)?;
         transaction
@@ -168,6 +193,16 @@ pub(crate) fn migrate(connection: &mut Connection) -> StoreResult<Vec<i64>> {
             )
             .map_err(database)?;
         applied.push(*version);
+    }
+    let violations: i64 = transaction
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })
+        .map_err(database)?;
+    if violations > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{violations} rows break a foreign key after migrating; nothing was migrated"
+        )));
     }
     transaction.commit().map_err(database)?;
     Ok(applied)
@@ -216,5 +251,139 @@ pub(crate) fn database(error: rusqlite::Error) -> StoreError {
         }
         Kind::Unavailable => StoreError::Unavailable(Box::new(error)),
         Kind::Database => StoreError::Database(Box::new(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type VoucherRow = (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        i64,
+    );
+
+    fn vouchers(connection: &Connection) -> Vec<VoucherRow> {
+        let mut statement = connection
+            .prepare(
+                "SELECT id, state, user_id, user_slot, reservation_id, rank
+                 FROM vouchers ORDER BY rank",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Migration 10 makes the vouchers table again: a database of schema 9
+    /// with available, issued and reserved vouchers, an order and a daily
+    /// grant that refer to them comes out with the same rows, its foreign
+    /// keys whole and back on, and a user's slot still unique.
+    #[test]
+    fn making_the_vouchers_table_again_keeps_every_row_and_reference() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut connection = open_writer(&directory.path().join("old.sqlite3")).unwrap();
+        assert_eq!(
+            migrate_until(&mut connection, 9).unwrap(),
+            (1..=9).collect::<Vec<_>>()
+        );
+        connection
+            .execute_batch(
+                "INSERT INTO tenants (id, name, signing_key, time_zone, created_at)
+                 VALUES ('t', 'tenant', zeroblob(32), 'UTC', 0);
+                 INSERT INTO campaigns (id, tenant_id, name, message, description, terms, kind,
+                     supply, price_amount, price_currency, per_user_limit, trigger,
+                     reservation_ttl_ms, lock_ttl_ms, redemptions_max, lifecycle,
+                     voucher_count, created_at, published_at)
+                 VALUES ('c', 't', 'sale', '', '', '', 'sale', 3, 100, 'EUR', 2, 'claim',
+                     60000, 60000, 1, 'live', 3, 0, 0);
+                 INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
+                     user_slot, claimed_at, reservation_id, reserved_until, issued_at,
+                     redemptions_max)
+                 VALUES ('v1', 'c', 't', 1, 'A', 'reserved', 'pia', 1, 5, 'r1', 9, NULL, 1),
+                        ('v2', 'c', 't', 2, 'B', 'available', NULL, NULL, NULL, NULL, NULL,
+                         NULL, 1),
+                        ('v3', 'c', 't', 3, 'C', 'available', NULL, NULL, NULL, NULL, NULL,
+                         NULL, 1);
+                 INSERT INTO orders (id, tenant_id, campaign_id, voucher_id, reservation_id,
+                     user_id, email, amount, currency, card_brand, card_last_four, status,
+                     created_at)
+                 VALUES ('o1', 't', 'c', 'v1', 'r1', 'pia', 'pia@example.com', 100, 'EUR',
+                     'visa', '4242', 'pending', 5);
+                 INSERT INTO daily_grants (tenant_id, limit_group, user_id, day, voucher_id)
+                 VALUES ('t', 'g', 'pia', '2026-12-01', 'v1');",
+            )
+            .unwrap();
+        let before = vouchers(&connection);
+
+        assert_eq!(migrate(&mut connection).unwrap(), [10]);
+
+        assert_eq!(vouchers(&connection), before);
+        let foreign_keys_on: i64 = connection
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(foreign_keys_on, 1, "foreign keys are on again");
+        let broken: i64 = connection
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(broken, 0);
+        // The order and the grant still refer to the voucher: it cannot go.
+        assert!(
+            connection
+                .execute("DELETE FROM vouchers WHERE id = 'v1'", [])
+                .is_err()
+        );
+        // A user's slot is still theirs alone, and a second slot is not.
+        let taken = connection.execute(
+            "UPDATE vouchers SET state = 'issued', user_id = 'pia', user_slot = 1,
+                 claimed_at = 6, issued_at = 6
+             WHERE id = 'v2'",
+            [],
+        );
+        assert!(
+            matches!(kind_of(taken.as_ref().unwrap_err()), Kind::Constraint),
+            "{taken:?}"
+        );
+        connection
+            .execute(
+                "UPDATE vouchers SET state = 'issued', user_id = 'pia', user_slot = 2,
+                     claimed_at = 6, issued_at = 6
+                 WHERE id = 'v2'",
+                [],
+            )
+            .unwrap();
+        // The guards came back with the table.
+        let past_limit = connection.execute(
+            "UPDATE vouchers SET state = 'issued', user_id = 'pia', user_slot = 3,
+                 claimed_at = 6, issued_at = 6
+             WHERE id = 'v3'",
+            [],
+        );
+        assert!(past_limit.is_err(), "{past_limit:?}");
+        let triggers: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'vouchers'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(triggers, 5);
     }
 }

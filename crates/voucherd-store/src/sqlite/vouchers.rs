@@ -132,7 +132,7 @@ pub(crate) fn of_user(
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT {VOUCHER_COLUMNS} FROM vouchers
-             WHERE tenant_id = ?1 AND user_id = ?2
+             WHERE user_id = ?2 AND tenant_id = ?1
              ORDER BY claimed_at, rank LIMIT ?3"
         ))
         .map_err(database)?;
