@@ -47,7 +47,7 @@ one() {
   RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$PORT" "${store[@]}" >"$dir.out" 2>"$dir.err" &
   SERVER=$!
   node_started "$dir.out"
-  [ "$MODE" = postgres ] && database_tokens "$bin" "postgres://postgres@127.0.0.1:5432/$DB" "$dir"
+  [ "$MODE" = postgres ] && database_tokens "$bin" "postgres://postgres@127.0.0.1:5432/$DB" "$dir" "http://127.0.0.1:$PORT"
   local url="http://127.0.0.1:$PORT" id
   supply=$([ "$MODE" = soldout ] && echo 1 || echo 500000)
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \

@@ -29,11 +29,20 @@ node_started() {
 
 # A production start prints no token: makes a tenant on the database as an
 # operator does (voucherd tenant create, voucherd token) and exports its
-# admin and service tokens. Usage: database_tokens BIN DATABASE_URL DATA_DIR
+# admin and service tokens. With NODE_URL, waits until the running node
+# there knows the new tenant (it reads tenants once a refresh).
+# Usage: database_tokens BIN DATABASE_URL DATA_DIR [NODE_URL]
 database_tokens() {
-  local bin=$1 url=$2 dir=$3 tenant
+  local bin=$1 url=$2 dir=$3 node=${4:-} tenant
   tenant=$("$bin" tenant create --database-url "$url" --data-dir "$dir" --name "bench-$RANDOM$RANDOM" | awk '/^tenant / {print $2}')
   VOUCHERD_ADMIN_TOKEN=$("$bin" token --database-url "$url" --data-dir "$dir" --tenant "$tenant" --role admin)
   VOUCHERD_SERVICE_TOKEN=$("$bin" token --database-url "$url" --data-dir "$dir" --tenant "$tenant" --role service)
   export VOUCHERD_ADMIN_TOKEN VOUCHERD_SERVICE_TOKEN
+  [ -z "$node" ] && return 0
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$node/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN")" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "the node at $node did not take the new tenant's token within 10 s" >&2
+  return 1
 }

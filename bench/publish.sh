@@ -40,7 +40,7 @@ fi
 RUST_LOG=warn taskset -c 1 "$BIN" serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
 node_started "$WORK/out"
-[ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data"
+[ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
 URL="http://127.0.0.1:$PORT"
 create() {
   curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \

@@ -44,7 +44,7 @@ fi
 RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
 node_started "$WORK/out"
-[ -n "$SCRATCH_DB" ] && database_tokens target/release/voucherd "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data"
+[ -n "$SCRATCH_DB" ] && database_tokens target/release/voucherd "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
 URL="http://127.0.0.1:$PORT"
 campaign() {
   local id
