@@ -246,7 +246,22 @@ async fn a_declined_card_fails_the_order_and_the_buyer_may_try_again() {
         (order["status"].clone(), order["voucher"].clone()),
         (json!("failed"), json!(null))
     );
-    assert_eq!(order["attempts"][0]["outcome"], "declined");
+    // On a loaded machine the charge's answer may come after its timeout:
+    // the attempt is then unknown, and the lookup at the gateway that
+    // follows it finds the decline.
+    let outcomes: Vec<&str> = order["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"declined"), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| ["unknown", "declined"].contains(outcome)),
+        "{outcomes:?}"
+    );
     let second = checkout(&app, &app.service, &reservation, Some("try-2"), body).await;
     assert_eq!(
         second.status,
