@@ -7,7 +7,7 @@ use futures::future::join_all;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 use voucherd_core::campaign::{
-    CampaignKind, CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Supply, Trigger,
+    CampaignKind, CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Offer, Supply, Trigger,
 };
 use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
@@ -370,6 +370,19 @@ impl Engine {
         id: CampaignId,
     ) -> Result<CampaignView, EngineError> {
         Ok(self.known_entry(tenant_id, id).await?.view())
+    }
+
+    /// What the holder of `voucher` pays: its campaign's offer at its rank.
+    /// The answer to every claim needs it, and [`Engine::campaign`] would
+    /// copy the whole campaign (its terms may be 50,000 characters) to
+    /// give it.
+    pub async fn offer(
+        &self,
+        tenant_id: TenantId,
+        voucher: &VoucherRecord,
+    ) -> Result<Offer, EngineError> {
+        let entry = self.known_entry(tenant_id, voucher.campaign_id).await?;
+        Ok(entry.spec().offer(voucher.rank))
     }
 
     /// The campaign as the store has it now: an admin on any node sees

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use voucherd_core::Timestamp;
-use voucherd_core::campaign::{CampaignDraft, CampaignSpec, CodeSource, VoucherExpiry};
+use voucherd_core::campaign::{CampaignDraft, CampaignSpec, CodeSource, Offer, VoucherExpiry};
 use voucherd_core::money::Money;
 use voucherd_core::payment::CardDraft;
 use voucherd_engine::campaigns::CampaignView;
@@ -368,8 +368,9 @@ pub struct VoucherBody {
 }
 
 impl VoucherBody {
-    pub fn new(voucher: &VoucherRecord, spec: &CampaignSpec, now: Timestamp) -> VoucherBody {
-        let offer = spec.offer(voucher.rank);
+    /// `offer` is the voucher's campaign's at its rank
+    /// ([`CampaignSpec::offer`]).
+    pub fn new(voucher: &VoucherRecord, offer: Offer, now: Timestamp) -> VoucherBody {
         let redemption = voucher.redemption();
         let state = redemption.state_at(now);
         let reserved = state == voucherd_core::voucher::VoucherState::Reserved;
@@ -736,7 +737,7 @@ impl OrderBody {
                 })
                 .collect(),
             voucher: (order.status == OrderStatus::Paid)
-                .then(|| VoucherBody::new(&details.voucher, spec, now)),
+                .then(|| VoucherBody::new(&details.voucher, spec.offer(details.voucher.rank), now)),
         }
     }
 }

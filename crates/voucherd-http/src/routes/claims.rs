@@ -79,11 +79,8 @@ pub async fn claim(
         ClaimAnswer::AlreadyHeld(voucher) => (StatusCode::OK, voucher),
         ClaimAnswer::Refused(refusal) => return Err(refusal_problem(refusal)),
     };
-    let view = state
-        .engine
-        .campaign(principal.tenant_id(), campaign_id)
-        .await?;
-    let body = VoucherBody::new(&voucher, &view.record.spec, state.engine.now());
+    let offer = state.engine.offer(principal.tenant_id(), &voucher).await?;
+    let body = VoucherBody::new(&voucher, offer, state.engine.now());
     Ok((status, Json(body)).into_response())
 }
 
@@ -117,11 +114,8 @@ pub async fn login(
             ClaimAnswer::AlreadyHeld(voucher) => (&mut login.held, voucher),
             ClaimAnswer::Refused(_) => continue,
         };
-        let view = state
-            .engine
-            .campaign(principal.tenant_id(), voucher.campaign_id)
-            .await?;
-        list.push(VoucherBody::new(&voucher, &view.record.spec, now));
+        let offer = state.engine.offer(principal.tenant_id(), &voucher).await?;
+        list.push(VoucherBody::new(&voucher, offer, now));
     }
     Ok(Json(login))
 }

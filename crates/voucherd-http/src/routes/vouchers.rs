@@ -39,11 +39,8 @@ pub async fn of_user(
     for voucher in &vouchers {
         // A campaign another node created since this node's last refresh
         // is read from the store: the user's voucher is theirs at once.
-        let view = state
-            .engine
-            .campaign(principal.tenant_id(), voucher.campaign_id)
-            .await?;
-        bodies.push(VoucherBody::new(voucher, &view.record.spec, now));
+        let offer = state.engine.offer(principal.tenant_id(), voucher).await?;
+        bodies.push(VoucherBody::new(voucher, offer, now));
     }
     Ok(Json(VoucherListBody { vouchers: bodies }))
 }
@@ -105,15 +102,8 @@ async fn act(
         VoucherOutcome::Done(voucher) => {
             // The action is committed: its answer must not say otherwise
             // because this node has not seen the campaign yet.
-            let view = state
-                .engine
-                .campaign(principal.tenant_id(), voucher.campaign_id)
-                .await?;
-            Ok(Json(VoucherBody::new(
-                &voucher,
-                &view.record.spec,
-                state.engine.now(),
-            )))
+            let offer = state.engine.offer(principal.tenant_id(), &voucher).await?;
+            Ok(Json(VoucherBody::new(&voucher, offer, state.engine.now())))
         }
         VoucherOutcome::Refused(refusal, _) => Err(refusal_problem(refusal)),
         VoucherOutcome::NotFound => Err(Problem::not_found("voucher")),

@@ -11,7 +11,7 @@ use voucherd_core::ids::{ReservationId, VoucherId};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::{command, database};
-use super::rows::{self, VOUCHER_COLUMNS, millis, optional_millis};
+use super::rows::{self, millis, optional_millis, voucher_columns};
 use crate::model::{ClaimOutcome, ClaimRequest, VoucherRecord};
 use crate::{OsEntropy, StoreResult};
 
@@ -135,8 +135,10 @@ fn held_slots(
     user_id: &str,
 ) -> StoreResult<Vec<(u32, VoucherRecord)>> {
     let mut statement = connection
-        .prepare_cached(&format!(
-            "SELECT user_slot, {VOUCHER_COLUMNS} FROM vouchers
+        .prepare_cached(concat!(
+            "SELECT user_slot, ",
+            voucher_columns!(),
+            " FROM vouchers
              WHERE user_id = ?2 AND campaign_id = ?1
              ORDER BY claimed_at DESC, rank DESC"
         ))
@@ -175,8 +177,10 @@ fn take_lowest_available(
     now: Timestamp,
 ) -> StoreResult<Option<VoucherRecord>> {
     let lowest = connection
-        .prepare_cached(&format!(
-            "SELECT rowid, {VOUCHER_COLUMNS} FROM vouchers
+        .prepare_cached(concat!(
+            "SELECT rowid, ",
+            voucher_columns!(),
+            " FROM vouchers
              WHERE campaign_id = ?1 AND state = 'available'
              ORDER BY rank LIMIT 1"
         ))

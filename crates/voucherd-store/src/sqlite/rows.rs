@@ -11,9 +11,18 @@ use crate::stored::{CampaignValues, VoucherValues, count};
 
 pub(crate) use crate::stored::corrupt;
 
-pub(crate) const VOUCHER_COLUMNS: &str = "id, campaign_id, tenant_id, rank, code, state, user_id, \
-     claimed_at, reservation_id, reserved_until, issued_at, expires_at, locked_until, redemptions, \
-     redemptions_max";
+/// A voucher's columns, as a literal: a statement on the claim path is
+/// made with `concat!` once, not with `format!` for every claim.
+macro_rules! voucher_columns {
+    () => {
+        "id, campaign_id, tenant_id, rank, code, state, user_id, \
+         claimed_at, reservation_id, reserved_until, issued_at, expires_at, locked_until, \
+         redemptions, redemptions_max"
+    };
+}
+pub(crate) use voucher_columns;
+
+pub(crate) const VOUCHER_COLUMNS: &str = voucher_columns!();
 
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, description, terms, kind, \
      supply, starts_at, ends_at, voucher_expires_at, voucher_valid_for_ms, price_amount, \
