@@ -10,7 +10,8 @@
 # Prints, per round and build: answers/s, committed claims/s, and the
 # server's CPU time per answer (user + system, from /proc), which the
 # noise moves less than the rate.
-# Environment: SECONDS_PER_RUN (10), CONNECTIONS (256).
+# Environment: SECONDS_PER_RUN (10), CONNECTIONS (256), TERMS (characters of
+# terms the campaign carries, default none: a real campaign's may be 50,000).
 # Make BIN_A from an older commit with, for example:
 #   git stash; cargo build --release -p voucherd; cp target/release/voucherd /tmp/voucherd-a; git stash pop
 # Needs: wrk; PostgreSQL at 127.0.0.1:5432 for MODE postgres.
@@ -48,10 +49,12 @@ one() {
   SERVER=$!
   node_started "$dir.out"
   [ "$MODE" = postgres ] && database_tokens "$bin" "postgres://postgres@127.0.0.1:5432/$DB" "$dir" "http://127.0.0.1:$PORT"
-  local url="http://127.0.0.1:$PORT" id
+  local url="http://127.0.0.1:$PORT" id terms=""
   supply=$([ "$MODE" = soldout ] && echo 1 || echo 500000)
+  [ -n "${TERMS:-}" ] && terms=",\"terms\":\"$(head -c "$TERMS" /dev/zero | tr '\0' t)\""
   id=$(curl -s -X POST "$url/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"name\":\"ab\",\"kind\":\"coupon\",\"supply\":$supply}" | json '["id"]')
+    -H 'Content-Type: application/json' -d "{\"name\":\"ab\",\"kind\":\"coupon\",\"supply\":$supply$terms}" | json '["id"]')
+  [ -n "$id" ] || { echo "the campaign was not made" >&2; exit 1; }
   publish_live "$url" "$id"
   if [ "$MODE" = soldout ]; then
     curl -s -X POST "$url/v1/campaigns/$id/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
