@@ -705,8 +705,10 @@ pub struct OrderBody {
 }
 
 impl OrderBody {
-    pub fn new(details: &OrderDetails, spec: &CampaignSpec, now: Timestamp) -> OrderBody {
+    /// `offer` is the order's voucher's ([`CampaignSpec::offer`] at its rank).
+    pub fn new(details: &OrderDetails, offer: Offer, now: Timestamp) -> OrderBody {
         let order = &details.order;
+        assert_eq!(order.campaign_id, details.voucher.campaign_id);
         OrderBody {
             order_id: order.id.to_string(),
             status: order.status.as_str().into(),
@@ -737,7 +739,7 @@ impl OrderBody {
                 })
                 .collect(),
             voucher: (order.status == OrderStatus::Paid)
-                .then(|| VoucherBody::new(&details.voucher, spec.offer(details.voucher.rank), now)),
+                .then(|| VoucherBody::new(&details.voucher, offer, now)),
         }
     }
 }

@@ -124,13 +124,9 @@ pub async fn order(
         .engine
         .order(principal.tenant_id(), order_id, holder.as_ref())
         .await?;
-    let view = state
+    let offer = state
         .engine
-        .campaign(principal.tenant_id(), details.order.campaign_id)
+        .offer(principal.tenant_id(), &details.voucher)
         .await?;
-    Ok(Json(OrderBody::new(
-        &details,
-        &view.record.spec,
-        state.engine.now(),
-    )))
+    Ok(Json(OrderBody::new(&details, offer, state.engine.now())))
 }
