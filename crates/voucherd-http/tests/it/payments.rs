@@ -200,6 +200,15 @@ async fn checkout_refuses_bad_input_and_charges_nothing() {
     assert_eq!(order["status"], "paid");
     assert_eq!(order["voucher"]["state"], "issued");
     assert!(order["voucher"]["code"].is_string());
+    assert_eq!(
+        (
+            order["voucher"]["discount_percent"].clone(),
+            order["voucher"]["price"]["amount"].clone(),
+            order["amount"].clone()
+        ),
+        (json!(90), json!(15_000), json!(15_000)),
+        "the paid voucher shows its rank's offer, the price the order charged"
+    );
     assert_eq!(order["card"], json!({"brand": "visa", "last4": "4242"}));
     assert_eq!(
         gateway.ledger().len(),
