@@ -560,7 +560,9 @@ impl Engine {
             let (chunk, after) = rest.split_at(rest.len().min(slice as usize));
             lease.now = self.now();
             lease.until = self.lease_end()?;
+            let jobs_before = self.writer_jobs();
             let (staged, took) = self.store.stage_codes(id, lease, chunk).await?;
+            self.make_way_after(jobs_before, took).await;
             match staged {
                 StageOutcome::Cleaning => continue,
                 StageOutcome::Staged {
@@ -630,6 +632,20 @@ impl Engine {
             self.config.codes_per_slice,
         );
         self.slice.store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After a slice that took `took` of the writer, waits as `make_way`
+    /// says when other jobs ran beside it (the writer's job count moved by
+    /// more than the slice's own since `jobs_before`).
+    async fn make_way_after(&self, jobs_before: Option<u64>, took: Duration) {
+        let others_wrote = self
+            .writer_jobs()
+            .zip(jobs_before)
+            .is_some_and(|(after, before)| after > before + 1);
+        let pause = make_way(took, others_wrote);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Jobs the store's one writer has run, where it has one.
@@ -745,14 +761,7 @@ impl Engine {
             let outcome = self.store.add_codes(entry.id(), &codes, self.now()).await?;
             let took = started.elapsed();
             self.paced(chunk, took);
-            let others_wrote = self
-                .writer_jobs()
-                .zip(jobs_before)
-                .is_some_and(|(after, before)| after > before + 1);
-            let pause = make_way(took, others_wrote);
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
+            self.make_way_after(jobs_before, took).await;
             match outcome {
                 AddCodesOutcome::Added { voucher_count, .. } => {
                     entry.set_voucher_count(voucher_count)
@@ -1285,13 +1294,14 @@ pub fn next_key_id(tenant: &Tenant) -> String {
     format!("k{}", highest + 1)
 }
 
-/// How long a publish waits after a slice before its next: as long as the
-/// slice took, when other work ran on the writer meanwhile (claims, most
-/// likely), so that the writer is free at least half the time while others
-/// need it and a claim waits behind one slice at most, never behind a train
-/// of them; no wait when nothing else wants the writer, so a publish on an
-/// idle node runs at full speed. Bounded, so that one slow slice does not
-/// stall the publish.
+/// How long a publish or an upload waits after a slice before its next:
+/// as long as the slice took, when other work ran on the writer meanwhile
+/// (claims, most likely), so that the writer is free at least half the time
+/// while others need it and a claim waits behind one slice at most, never
+/// behind a train of them; no wait when nothing else wants the writer, so
+/// a publish or an upload on an idle node runs at full speed. Bounded, so
+/// that one slow slice does not stall it. An upload's wait counts against
+/// its `upload_time_max`, as its slices do.
 fn make_way(took: Duration, others_wrote: bool) -> Duration {
     const PAUSE_MAX: Duration = Duration::from_millis(50);
     if others_wrote {
@@ -1301,8 +1311,6 @@ fn make_way(took: Duration, others_wrote: bool) -> Duration {
     }
 }
 
-/// The codes of the next slice: as many as the last slice's pace makes in
-/// the target time, between a floor that keeps progress and `most`.
 fn upload_busy() -> EngineError {
     EngineError::conflict(
         ConflictKind::CodesRefused,
@@ -1317,6 +1325,8 @@ fn upload_lost() -> EngineError {
     )
 }
 
+/// The codes of the next slice: as many as the last slice's pace makes in
+/// the target time, between a floor that keeps progress and `most`.
 fn next_slice(made: u32, took: Duration, target: Duration, most: u32) -> u32 {
     const FEWEST: u32 = 50;
     assert!(most >= FEWEST, "a slice takes {FEWEST} codes at least");
