@@ -562,7 +562,6 @@ impl Engine {
             lease.until = self.lease_end()?;
             let jobs_before = self.writer_jobs();
             let (staged, took) = self.store.stage_codes(id, lease, chunk).await?;
-            self.make_way_after(jobs_before, took).await;
             match staged {
                 StageOutcome::Cleaning => continue,
                 StageOutcome::Staged {
@@ -596,6 +595,10 @@ impl Engine {
                 self.paced(chunk.len() as u32, took);
             }
             rest = after;
+            // Only between slices: the last one's answer is not held back.
+            if !rest.is_empty() {
+                self.make_way_after(jobs_before, took).await;
+            }
         }
         Ok(duplicates)
     }
