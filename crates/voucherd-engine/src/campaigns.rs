@@ -329,7 +329,7 @@ mod tests {
     use voucherd_core::campaign::CampaignDraft;
 
     use super::*;
-    use crate::engine::uuid_at;
+    use voucherd_core::ids::uuid_at;
 
     fn entry(supply: i64) -> CampaignEntry {
         let now = Timestamp::now();

@@ -10,7 +10,7 @@ use voucherd_core::campaign::{
     CampaignKind, CampaignSpec, CampaignStatus, CodeSource, Lifecycle, Offer, Supply, Trigger,
 };
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId};
+use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId, uuid_at};
 use voucherd_core::payment::{Card, Email};
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_store::OsEntropy;
@@ -1271,13 +1271,6 @@ fn tier_ranges(spec: &CampaignSpec) -> Vec<(u32, Option<u32>, u8)> {
         Supply::Unlimited => ranges.push((first, None, 0)),
     }
     ranges
-}
-
-/// A time-ordered UUID (v7) for `now`, so ids sort by creation.
-pub(crate) fn uuid_at(now: Timestamp) -> uuid::Uuid {
-    let seconds = u64::try_from(now.as_second()).unwrap_or(0);
-    let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
-    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, nanos))
 }
 
 /// The id of the key after the tenant's current one: `k2` after `k1`, and

@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId};
+use voucherd_core::ids::{CampaignId, OrderedUuids, TenantId};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::database;
@@ -262,11 +262,14 @@ pub(crate) async fn stage_codes(
         Err(refused) => return Ok(refused),
     };
     let fresh_codes: Vec<&str> = fresh.iter().map(|code| code.as_str()).collect();
+    // Time-ordered ids: the primary key's index grows at its end.
+    let mut ids = OrderedUuids::at(lease.now);
+    let fresh_ids: Vec<uuid::Uuid> = fresh.iter().map(|_| ids.next_id()).collect();
     let insert = transaction
         .prepare_cached(
             "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
-             SELECT gen_random_uuid(), $1, $2, $3 + fresh.ordinal - 1, fresh.code, 'available', $4
-             FROM unnest($5::text[]) WITH ORDINALITY AS fresh (code, ordinal)",
+             SELECT fresh.id, $1, $2, $3 + fresh.ordinal - 1, fresh.code, 'available', $4
+             FROM unnest($5::text[], $6::uuid[]) WITH ORDINALITY AS fresh (code, id, ordinal)",
         )
         .await
         .map_err(database)?;
@@ -279,6 +282,7 @@ pub(crate) async fn stage_codes(
                 &slot.first_rank,
                 &redemptions_max,
                 &fresh_codes,
+                &fresh_ids,
             ],
         )
         .await

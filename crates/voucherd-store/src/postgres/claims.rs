@@ -22,6 +22,7 @@
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
 use voucherd_core::campaign::Hold;
+use voucherd_core::ids::OrderedUuids;
 use voucherd_core::{Date, Timestamp};
 
 use super::connection::{database, is_race};
@@ -230,6 +231,8 @@ impl<'a> ClaimColumns<'a> {
             codes: Vec::new(),
             now: stored(now),
         };
+        // Time-ordered: a minted voucher's id lands at its index's end.
+        let mut ids = OrderedUuids::at(now);
         for (ordinal, claim) in (1_i64..).zip(claims) {
             let (state, reserved_until, expires_at) = match claim.hold {
                 Hold::Issue { expires_at } => ("issued", None, expires_at),
@@ -254,7 +257,7 @@ impl<'a> ClaimColumns<'a> {
             columns
                 .redemptions_maxes
                 .push(integer(claim.redemptions_max));
-            columns.minted_ids.push(uuid::Uuid::new_v4());
+            columns.minted_ids.push(ids.next_id());
             if let Some(pattern) = &claim.mint {
                 for _ in 0..MINT_CANDIDATES {
                     columns.code_ordinals.push(ordinal);

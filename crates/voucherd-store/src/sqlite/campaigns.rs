@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Lifecycle;
 use voucherd_core::code::VoucherCode;
-use voucherd_core::ids::{CampaignId, TenantId};
+use voucherd_core::ids::{CampaignId, OrderedUuids, TenantId};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::database;
@@ -219,6 +219,7 @@ pub(crate) fn stage_codes(
     // half-way (these have triggers) keeps a statement journal whose cost
     // grows with the transaction, so a statement per code would be
     // quadratic in the size of the upload.
+    let mut ids = OrderedUuids::at(lease.now);
     for (chunk_index, chunk) in fresh.chunks(CODES_PER_STATEMENT).enumerate() {
         insert_codes(
             connection,
@@ -227,6 +228,7 @@ pub(crate) fn stage_codes(
             redemptions_max,
             slot.first_rank + (chunk_index * CODES_PER_STATEMENT) as i64,
             chunk,
+            &mut ids,
         )?;
     }
     hold(connection, &id, Some(upload))?;
@@ -315,7 +317,8 @@ pub(crate) fn discard_codes(
 /// under SQLite's limit of 32,766).
 const CODES_PER_STATEMENT: usize = 2_000;
 
-/// Inserts `codes` as available vouchers of ranks `first_rank..`.
+/// Inserts `codes` as available vouchers of ranks `first_rank..`, their
+/// ids from `ids`.
 fn insert_codes(
     connection: &Connection,
     campaign_id: &str,
@@ -323,6 +326,7 @@ fn insert_codes(
     redemptions_max: i64,
     first_rank: i64,
     codes: &[&VoucherCode],
+    ids: &mut OrderedUuids,
 ) -> StoreResult<()> {
     let rows: Vec<String> = (0..codes.len())
         .map(|index| {
@@ -346,7 +350,7 @@ fn insert_codes(
         redemptions_max.into(),
     ];
     for (offset, code) in codes.iter().enumerate() {
-        values.push(uuid::Uuid::new_v4().to_string().into());
+        values.push(ids.next_id().to_string().into());
         values.push((first_rank + offset as i64).into());
         values.push(code.as_str().to_owned().into());
     }

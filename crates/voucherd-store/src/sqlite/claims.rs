@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use voucherd_core::Timestamp;
 use voucherd_core::campaign::Hold;
-use voucherd_core::ids::{ReservationId, VoucherId};
+use voucherd_core::ids::{ReservationId, VoucherId, uuid_at};
 use voucherd_core::voucher::VoucherState;
 
 use super::connection::{command, database};
@@ -261,7 +261,7 @@ fn claimed(
         },
         Hold::Reserve { until } => VoucherRecord {
             state: VoucherState::Reserved,
-            reservation_id: Some(ReservationId::from_uuid(uuid::Uuid::new_v4())),
+            reservation_id: Some(ReservationId::from_uuid(uuid_at(now))),
             reserved_until: Some(at(until)?),
             ..held
         },
@@ -298,7 +298,7 @@ fn mint(
         .map_err(database)?;
     for _ in 0..MINT_ATTEMPTS_MAX {
         let made = VoucherRecord {
-            id: VoucherId::from_uuid(uuid::Uuid::new_v4()),
+            id: VoucherId::from_uuid(uuid_at(now)),
             campaign_id: claim.campaign_id,
             tenant_id: claim.tenant_id,
             rank: u32::try_from(rank).map_err(rows::corrupt)?,
