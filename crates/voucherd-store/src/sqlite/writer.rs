@@ -270,8 +270,13 @@ mod tests {
             },
             async {
                 queued().await;
-                // join! polls in order: by now the three jobs are queued.
-                tokio::task::yield_now().await;
+                // The writer is held until the three jobs wait in its queue,
+                // whatever order join! polls them in.
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                while writer.stats().queue_depth < 3 {
+                    assert!(Instant::now() < deadline, "the three jobs never queued");
+                    tokio::task::yield_now().await;
+                }
                 let _ = hold.send(());
             },
         );
