@@ -2,9 +2,10 @@
 -- snapshot. Claims are decided as if one after another in `ordinal` order;
 -- the window functions below compute that sequence at once.
 --
--- Parameters: one array per claim field ($1 to $12, element i is claim i),
--- candidate codes for minting ($13 names the claim each code in $14 is
--- for, in the order to try them), and now ($15).
+-- Parameters: one array per claim field ($1 to $12 and $16, element i is
+-- claim i), candidate codes for minting ($13 names the claim each code in
+-- $14 is for, in the order to try them), and now ($15). The caller makes
+-- the ids, time-ordered, so that each lands at its index's end.
 --
 -- The answer is either one row per claim (`signal` null) or one row with a
 -- signal and nothing written:
@@ -18,10 +19,12 @@ WITH claim AS (
     SELECT *
     FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::integer[], $5::text[], $6::timestamptz[],
-        $7::timestamptz[], $8::text[], $9::date[], $10::boolean[], $11::integer[], $12::uuid[]
+        $7::timestamptz[], $8::text[], $9::date[], $10::boolean[], $11::integer[], $12::uuid[],
+        $16::uuid[]
     ) WITH ORDINALITY AS claim (
         tenant_id, campaign_id, user_id, per_user_limit, state, reserved_until,
-        expires_at, limit_group, day, mint, redemptions_max, minted_id, ordinal
+        expires_at, limit_group, day, mint, redemptions_max, minted_id, new_reservation_id,
+        ordinal
     )
 ),
 -- What each claim's user held of its campaign before the batch: one index
@@ -202,7 +205,7 @@ taken AS (
         user_id = placed.user_id,
         user_slot = placed.user_slot,
         claimed_at = $15,
-        reservation_id = CASE WHEN placed.state = 'reserved' THEN gen_random_uuid() END,
+        reservation_id = CASE WHEN placed.state = 'reserved' THEN placed.new_reservation_id END,
         reserved_until = placed.reserved_until,
         issued_at = CASE WHEN placed.state = 'issued' THEN $15::timestamptz END,
         expires_at = placed.expires_at
@@ -238,7 +241,8 @@ minted AS (
     SELECT minting.minted_id, minting.campaign_id, minting.tenant_id,
            minted_ranks.rank_base + minting.mint_position, minted_code.code, minting.state,
            minting.user_id, minting.user_slot, $15,
-           CASE WHEN minting.state = 'reserved' THEN gen_random_uuid() END, minting.reserved_until,
+           CASE WHEN minting.state = 'reserved' THEN minting.new_reservation_id END,
+           minting.reserved_until,
            CASE WHEN minting.state = 'issued' THEN $15::timestamptz END,
            minting.expires_at, minting.redemptions_max
     FROM minting

@@ -206,6 +206,8 @@ struct ClaimColumns<'a> {
     mints: Vec<bool>,
     redemptions_maxes: Vec<i32>,
     minted_ids: Vec<uuid::Uuid>,
+    /// The id of the reservation a claim makes, when it holds one.
+    reservation_ids: Vec<uuid::Uuid>,
     /// The claim (1-based) each candidate code is for, in trying order.
     code_ordinals: Vec<i64>,
     codes: Vec<String>,
@@ -227,11 +229,13 @@ impl<'a> ClaimColumns<'a> {
             mints: Vec::with_capacity(claims.len()),
             redemptions_maxes: Vec::with_capacity(claims.len()),
             minted_ids: Vec::with_capacity(claims.len()),
+            reservation_ids: Vec::with_capacity(claims.len()),
             code_ordinals: Vec::new(),
             codes: Vec::new(),
             now: stored(now),
         };
-        // Time-ordered: a minted voucher's id lands at its index's end.
+        // Time-ordered: a minted voucher's id and a reservation's land at
+        // their indexes' ends.
         let mut ids = OrderedUuids::at(now);
         for (ordinal, claim) in (1_i64..).zip(claims) {
             let (state, reserved_until, expires_at) = match claim.hold {
@@ -258,6 +262,7 @@ impl<'a> ClaimColumns<'a> {
                 .redemptions_maxes
                 .push(integer(claim.redemptions_max));
             columns.minted_ids.push(ids.next_id());
+            columns.reservation_ids.push(ids.next_id());
             if let Some(pattern) = &claim.mint {
                 for _ in 0..MINT_CANDIDATES {
                     columns.code_ordinals.push(ordinal);
@@ -270,7 +275,7 @@ impl<'a> ClaimColumns<'a> {
         columns
     }
 
-    fn parameters(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 15] {
+    fn parameters(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
         [
             &self.tenant_ids,
             &self.campaign_ids,
@@ -287,6 +292,7 @@ impl<'a> ClaimColumns<'a> {
             &self.code_ordinals,
             &self.codes,
             &self.now,
+            &self.reservation_ids,
         ]
     }
 }

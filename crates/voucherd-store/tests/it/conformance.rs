@@ -510,6 +510,16 @@ pub async fn a_sale_claim_reserves(store: Arc<dyn Store>) {
         "each reservation has its own id"
     );
     assert_eq!(voucher.issued_at, None);
+    // Reservation ids are time-ordered by the store's clock, not the
+    // machine's, so that each lands at the end of its unique index.
+    let first_id = *voucher.reservation_id.unwrap().as_uuid();
+    let (seconds, _) = first_id.get_timestamp().expect("a v7 id").to_unix();
+    assert_eq!(seconds, now.as_second() as u64, "{first_id}");
+    let later = now + SignedDuration::from_secs(1);
+    let next = claim_all(&store, vec![claim(&campaign, "erin", later)], later).await;
+    let next_id = *claimed(&next[0]).reservation_id.unwrap().as_uuid();
+    assert_eq!(next_id.get_version_num(), 7);
+    assert!(first_id < next_id, "{first_id} then {next_id}");
     let redeemed = store
         .act_on_voucher(&target(voucher), VoucherAction::Redeem, now)
         .await
