@@ -7,9 +7,13 @@
 # from memory). The server is pinned to core 1. Each connection count runs
 # ROUNDS times, the three kinds interleaved, so drift on a shared machine
 # shows as spread rather than as a ratio.
+# On SQLite the durable claims' notes also give the writer thread's busy
+# time for each committed claim (voucherd_sqlite_writer_busy_seconds over
+# the run), which the aim of about 10 µs is about.
 #
 # Usage: bench/ratios.sh [seconds per run, default 10]
 #   CONNECTIONS="64 256"  ROUNDS=3
+#   BIN=path/to/voucherd (default: a release build of this checkout)
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres  (PostgreSQL:
 #   a scratch database is made beside it and dropped afterwards)
 # Needs: wrk (apt-get install wrk), taskset, bc.
@@ -20,7 +24,10 @@ CONNECTIONS="${CONNECTIONS:-64 256}"
 ROUNDS="${ROUNDS:-3}"
 PORT=18510
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -p voucherd >/dev/null
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p voucherd >/dev/null
+  BIN=target/release/voucherd
+fi
 WORK=$(mktemp -d)
 SERVER=""
 SCRATCH_DB=""
@@ -41,10 +48,10 @@ if [ -n "${DATABASE_URL:-}" ]; then
   STORE_ARGS+=(--database-url "${DATABASE_URL%/*}/$SCRATCH_DB")
   STORE=PostgreSQL
 fi
-RUST_LOG=warn taskset -c 1 target/release/voucherd serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
+RUST_LOG=warn taskset -c 1 "$BIN" serve --listen "127.0.0.1:$PORT" "${STORE_ARGS[@]}" >"$WORK/out" 2>"$WORK/err" &
 SERVER=$!
 node_started "$WORK/out"
-[ -n "$SCRATCH_DB" ] && database_tokens target/release/voucherd "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
+[ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
 URL="http://127.0.0.1:$PORT"
 campaign() {
   local id
@@ -67,6 +74,8 @@ p50() { awk '/ 50%/ {print $2}' "$1"; }
 p99() { awk '/ 99%/ {print $2}' "$1"; }
 non2xx() { awk '/Non-2xx/ {n=$5} END {print n+0}' "$1"; }
 errors() { awk '/Socket errors/ {print $0}' "$1"; }
+# The SQLite writer's busy seconds so far (empty on PostgreSQL).
+writer_busy() { curl -s "$URL/metrics" | awk '$1 == "voucherd_sqlite_writer_busy_seconds_total" {print $2}'; }
 
 GONE=$(campaign 1)
 curl -s -X POST "$URL/v1/campaigns/$GONE/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
@@ -78,8 +87,12 @@ for c in $CONNECTIONS; do
   for round in $(seq 1 "$ROUNDS"); do
     run_wrk "$c" "$WORK/base" "$URL/healthz"
     OPEN=$(campaign 500000)
+    BUSY_BEFORE=$(writer_busy)
     run_wrk "$c" "$WORK/claims" "$URL/v1/campaigns/$OPEN/claims" bench/claim.lua
     COMMITTED=$(issued "$OPEN")
+    BUSY_AFTER=$(writer_busy)
+    WRITER=""
+    [ -n "$BUSY_AFTER" ] && WRITER="; writer $(echo "($BUSY_AFTER - $BUSY_BEFORE) * 1000000 / $COMMITTED" | bc -l | xargs printf '%.1f') µs a claim"
     run_wrk "$c" "$WORK/soldout" "$URL/v1/campaigns/$GONE/claims" bench/claim.lua
     BASE=$(rate "$WORK/base")
     CLAIMS=$(echo "$COMMITTED / $DURATION" | bc -l)
@@ -88,7 +101,7 @@ for c in $CONNECTIONS; do
       "$(p50 "$WORK/base")" "$(p99 "$WORK/base")" 1.00 "$(errors "$WORK/base")"
     printf '%-6s %-5s %-18s %10.0f %9s %9s %7.2f  %s\n' "$c" "$round" "durable claims" "$CLAIMS" \
       "$(p50 "$WORK/claims")" "$(p99 "$WORK/claims")" "$(echo "$CLAIMS / $BASE" | bc -l)" \
-      "$COMMITTED committed; wrk answers/s $(rate "$WORK/claims"); non-2xx $(non2xx "$WORK/claims") $(errors "$WORK/claims")"
+      "$COMMITTED committed; wrk answers/s $(rate "$WORK/claims"); non-2xx $(non2xx "$WORK/claims")$WRITER $(errors "$WORK/claims")"
     printf '%-6s %-5s %-18s %10.0f %9s %9s %7.2f  %s\n' "$c" "$round" "sold-out answers" "$SOLD" \
       "$(p50 "$WORK/soldout")" "$(p99 "$WORK/soldout")" "$(echo "$SOLD / $BASE" | bc -l)" \
       "non-2xx $(non2xx "$WORK/soldout") (every answer should be 410) $(errors "$WORK/soldout")"
