@@ -339,8 +339,15 @@ async fn pump(
     }
 }
 
+/// How long a claiming worker waits between its claims: 16 workers make at
+/// most 1,600 claims a second.
+const CLAIM_PACE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Claims from distinct users, `workers` at a time, until told to stop;
-/// every answer kept with the user it was for.
+/// every answer kept with the user it was for. Each worker waits
+/// `CLAIM_PACE` after an answer, so a run of seconds stays well inside the
+/// campaign's supply however fast the node is: a sold-out campaign would
+/// answer 410 and hide the fault the test is about.
 pub fn claim_until(
     server: &TestServer,
     id: &str,
@@ -364,6 +371,7 @@ pub fn claim_until(
                     let answer =
                         send(&server, &path, &server.service, json!({"user_id": user})).await;
                     answers.push((user, answer));
+                    tokio::time::sleep(CLAIM_PACE).await;
                 }
                 answers
             })
