@@ -7,8 +7,14 @@
 # well as its start (node on core 1, wrk on core 0); and the time from the
 # publish's answer until the campaign is live.
 #
+# With ON_CLAIM=1 the large campaign's codes are made on claim: it is live
+# in the publish's answer, and the first window (always run) is the claims
+# on the other campaign just after it; a last window claims from the new
+# campaign itself, each claim minting its code.
+#
 # Usage: bench/publish.sh [supply, default 5000000] [seconds, default 30]
 #   CONNECTIONS=16  OTHER_SUPPLY=2000000 (the campaign claimed meanwhile)
+#   ON_CLAIM=1 (the large campaign's codes are made on claim)
 #   BIN=path/to/voucherd (default: a release build of this checkout)
 #   DATABASE_URL=postgres://... (PostgreSQL, scratch database)
 set -euo pipefail
@@ -47,19 +53,21 @@ SERVER=$!
 node_started "$WORK/out"
 [ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
 URL="http://127.0.0.1:$PORT"
-create() {
+create() { # name supply [on_claim]
   curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"name\":\"$1\",\"kind\":\"coupon\",\"supply\":$2,\"codes\":{\"pattern\":\"????-????-####-####\"}}" | json '["id"]'
+    -H 'Content-Type: application/json' -d "{\"name\":\"$1\",\"kind\":\"coupon\",\"supply\":$2,\"codes\":{\"pattern\":\"????-????-####-####\",\"on_claim\":${3:-false}}}" | json '["id"]'
 }
 state() { curl -s "$URL/v1/campaigns/$1" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" | json "$2"; }
-claims() { # output
+claims() { # output [campaign, default the other one]
   taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s bench/claim.lua \
-    -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/$OTHER/claims" >"$1"
+    -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" "$URL/v1/campaigns/${2:-$OTHER}/claims" >"$1"
 }
 OTHER=$(create other "$OTHER_SUPPLY")
 publish_live "$URL" "$OTHER"
 claims "$WORK/idle"
-BIG=$(create big "$SUPPLY")
+ON_CLAIM_JSON=false
+[ "${ON_CLAIM:-0}" = 1 ] && ON_CLAIM_JSON=true
+BIG=$(create big "$SUPPLY" "$ON_CLAIM_JSON")
 START=$(date +%s.%N)
 ANSWER=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "$URL/v1/campaigns/$BIG/publish" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN")
 # The publish is watched beside the claims: live is when it leaves draft.
@@ -72,7 +80,7 @@ ANSWER=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "$URL/v1/c
 ) &
 WATCH=$!
 WINDOWS=0
-while [ ! -e "$WORK/live" ] && [ "$WINDOWS" -lt $((18000 / SECONDS_EACH + 1)) ]; do
+while { [ "$WINDOWS" -eq 0 ] || [ ! -e "$WORK/live" ]; } && [ "$WINDOWS" -lt $((18000 / SECONDS_EACH + 1)) ]; do
   WINDOWS=$((WINDOWS + 1))
   claims "$WORK/busy.$WINDOWS"
 done
@@ -92,8 +100,13 @@ row "idle (wrk -t1 -c$CONNECTIONS ${SECONDS_EACH}s)" "$WORK/idle"
 for window in $(seq 1 "$WINDOWS"); do
   row "during, $(( (window - 1) * SECONDS_EACH ))-$(( window * SECONDS_EACH )) s" "$WORK/busy.$window"
 done
+if [ "$ON_CLAIM_JSON" = true ]; then
+  claims "$WORK/own" "$BIG"
+  row "claims on the new campaign (minting)" "$WORK/own"
+  echo "codes made by its claims: $(state "$BIG" '["codes"]["count"]')"
+fi
 echo "(the last window may run past the moment the campaign went live)"
-if grep -h "Non-2xx\|Socket errors" "$WORK/idle" "$WORK"/busy.*; then
+if grep -h "Non-2xx\|Socket errors" "$WORK/idle" "$WORK"/busy.* "$WORK"/own 2>/dev/null; then
   echo "FAILED: some claims were not answered 2xx"
   exit 1
 fi

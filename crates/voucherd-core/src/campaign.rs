@@ -172,6 +172,12 @@ pub enum CodeSource {
     /// Generated from the pattern (before publishing, or on demand when the
     /// supply is unlimited).
     Pattern(CodePattern),
+    /// Generated from the pattern by the claim that takes it, up to the
+    /// supply: a publish makes none and goes live at once, and a code
+    /// exists only once it is claimed (an export lists the claimed ones).
+    /// For campaigns whose codes are revealed to their claimers, never
+    /// printed or sent ahead.
+    OnClaim(CodePattern),
     /// Uploaded by the tenant; the campaign cannot be published until
     /// exactly `supply` codes are there.
     Upload,
@@ -385,8 +391,19 @@ impl CampaignSpec {
     /// The code pattern to mint from, when codes are generated.
     pub fn code_pattern(&self) -> Option<&CodePattern> {
         match &self.codes {
-            CodeSource::Pattern(pattern) => Some(pattern),
+            CodeSource::Pattern(pattern) | CodeSource::OnClaim(pattern) => Some(pattern),
             CodeSource::Upload => None,
+        }
+    }
+
+    /// Whether a claim that finds no free voucher makes one: the codes of an
+    /// unlimited campaign, and of one whose codes are made on claim, do not
+    /// exist before their claims.
+    pub fn mints_on_claim(&self) -> bool {
+        match self.codes {
+            CodeSource::OnClaim(_) => true,
+            CodeSource::Pattern(_) => self.supply == Supply::Unlimited,
+            CodeSource::Upload => false,
         }
     }
 }
@@ -416,6 +433,7 @@ pub struct CampaignDraft {
     pub redemptions_max: Option<i64>,
     pub code_pattern: Option<String>,
     pub codes_upload: bool,
+    pub codes_on_claim: bool,
 }
 
 impl CampaignDraft {
@@ -562,6 +580,10 @@ impl CampaignDraft {
     fn code_source(&self, supply: Supply) -> Result<CodeSource, Invalid> {
         match (&self.code_pattern, self.codes_upload) {
             (Some(_), true) => Err(Invalid::one("codes", "give a pattern or upload, not both")),
+            (None, true) if self.codes_on_claim => Err(Invalid::one(
+                "codes.on_claim",
+                "uploaded codes exist before their claims; only generated codes are made on claim",
+            )),
             (None, true) if supply == Supply::Unlimited => Err(Invalid::one(
                 "codes.upload",
                 "an unlimited supply needs generated codes",
@@ -571,7 +593,11 @@ impl CampaignDraft {
                 let pattern =
                     CodePattern::parse(pattern.as_deref().unwrap_or(CODE_PATTERN_DEFAULT))?;
                 pattern.check_space(supply.limit())?;
-                Ok(CodeSource::Pattern(pattern))
+                Ok(if self.codes_on_claim {
+                    CodeSource::OnClaim(pattern)
+                } else {
+                    CodeSource::Pattern(pattern)
+                })
             }
         }
     }

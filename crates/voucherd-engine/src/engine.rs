@@ -674,7 +674,9 @@ impl Engine {
     /// slice at most) and the campaign goes live when the last exists.
     /// Claims are refused until then: a campaign is claimable only with its
     /// whole supply of codes. A node that dies meanwhile leaves a draft with
-    /// the codes made so far; publishing again makes the rest.
+    /// the codes made so far; publishing again makes the rest. A campaign
+    /// whose codes are made on claim has none missing and goes live at
+    /// once, whatever its supply.
     pub async fn publish(
         self: &Arc<Self>,
         tenant_id: TenantId,
@@ -685,7 +687,9 @@ impl Engine {
             // Under way: what it has made so far.
             return Ok(entry.view());
         };
+        // Codes made on claim are not missing: claims make them.
         let missing = match entry.spec().supply {
+            Supply::Limited(_) if entry.spec().mints_on_claim() => 0,
             Supply::Limited(supply) => supply.saturating_sub(entry.view().voucher_count),
             Supply::Unlimited => 0,
         };

@@ -128,6 +128,13 @@ pub struct CodesSpecBody {
     /// Codes will be uploaded; publishing needs exactly `supply` of them.
     #[serde(default)]
     pub upload: bool,
+    /// Generated codes are made by the claims that take them, up to
+    /// `supply`, rather than before publishing: the publish is live at
+    /// once however large the supply, and an export lists only the codes
+    /// claimed so far. For codes revealed to their claimers, never
+    /// printed or sent ahead.
+    #[serde(default)]
+    pub on_claim: bool,
 }
 
 /// A campaign to create. Only `name`, `kind` and `supply` are required.
@@ -208,6 +215,7 @@ impl CreateCampaignBody {
             redemptions_max: self.redemptions_max,
             code_pattern: codes.pattern,
             codes_upload: codes.upload,
+            codes_on_claim: codes.on_claim,
         }
     }
 }
@@ -216,6 +224,8 @@ impl CreateCampaignBody {
 pub struct CodesBody {
     pub pattern: Option<String>,
     pub upload: bool,
+    /// Codes are made by the claims that take them, up to `supply`.
+    pub on_claim: bool,
     /// Codes (vouchers) made so far.
     pub count: u32,
     /// A publish is making the rest of the codes; the campaign goes live
@@ -317,6 +327,7 @@ impl CampaignBody {
             codes: CodesBody {
                 pattern: spec.code_pattern().map(|pattern| pattern.as_str().into()),
                 upload: spec.codes == CodeSource::Upload,
+                on_claim: matches!(spec.codes, CodeSource::OnClaim(_)),
                 count: view.voucher_count,
                 publishing: view.publishing,
                 publish_failure: view.publish_failure.clone(),

@@ -2,7 +2,7 @@
 
 use voucherd_core::TimeZone;
 use voucherd_core::Timestamp;
-use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle, Supply};
+use voucherd_core::campaign::{CampaignSpec, DailyKey, Hold, Lifecycle};
 use voucherd_core::code::{CodePattern, VoucherCode};
 use voucherd_core::ids::{CampaignId, OrderId, ReservationId, TenantId, UserId, VoucherId};
 use voucherd_core::money::Money;
@@ -173,6 +173,15 @@ impl Available {
             Available::Exactly(counted)
         }
     }
+
+    /// The count with `more` available vouchers that were not counted one
+    /// by one (ranks of a campaign whose codes are made on claim).
+    pub fn plus(self, more: u64) -> Available {
+        match self {
+            Available::Exactly(counted) => Available::Exactly(counted.saturating_add(more)),
+            Available::AtLeast(counted) => Available::AtLeast(counted.saturating_add(more)),
+        }
+    }
 }
 
 /// Campaigns changed since a cursor, and the cursor to read from next.
@@ -209,8 +218,10 @@ pub struct ClaimRequest {
     pub per_user_limit: u32,
     pub hold: Hold,
     pub daily: Option<DailyKey>,
-    /// Unlimited campaigns mint a voucher from this pattern when no released
-    /// one is available.
+    /// Campaigns whose codes do not exist before their claims (unlimited
+    /// ones, and those with codes made on claim) mint a voucher from this
+    /// pattern when no free one is available. The store mints no rank past
+    /// the campaign's supply, as its row says: such a claim is sold out.
     pub mint: Option<CodePattern>,
     pub redemptions_max: u32,
 }
@@ -232,10 +243,10 @@ impl ClaimRequest {
             per_user_limit: spec.per_user_limit,
             hold: spec.hold(now),
             daily: spec.daily_key(zone, now),
-            mint: match spec.supply {
-                Supply::Unlimited => spec.code_pattern().cloned(),
-                Supply::Limited(_) => None,
-            },
+            mint: spec
+                .code_pattern()
+                .filter(|_| spec.mints_on_claim())
+                .cloned(),
             redemptions_max: spec.redemptions_max,
         }
     }

@@ -20,6 +20,35 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// A stored count or rank, which the records hold as `u32`.
+/// What a campaign row says about the ranks that have no voucher row yet:
+/// those of a campaign whose codes are made on claim, up to its supply, are
+/// available all the same. Read in the same statement (one snapshot) as
+/// the rows it is added to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unminted {
+    pub on_claim: bool,
+    pub supply: Option<i64>,
+    pub voucher_count: i64,
+}
+
+impl Unminted {
+    /// How many ranks of `first..=last` are available without a row.
+    pub(crate) fn within(self, first: u32, last: u32) -> Result<u64, StoreError> {
+        let (true, Some(supply)) = (self.on_claim, self.supply) else {
+            return Ok(0);
+        };
+        let (supply, made) = (count(supply)?, count(self.voucher_count)?);
+        assert!(made <= supply, "no rank past the supply is made");
+        let first = first.max(made.saturating_add(1));
+        let last = last.min(supply);
+        Ok(if first > last {
+            0
+        } else {
+            u64::from(last - first) + 1
+        })
+    }
+}
+
 pub(crate) fn count(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(corrupt)
 }
@@ -57,6 +86,8 @@ pub(crate) struct CampaignValues {
     pub lock_ttl_ms: i64,
     pub redemptions_max: i64,
     pub code_pattern: Option<String>,
+    /// The pattern's codes are made by the claims that take them.
+    pub codes_on_claim: bool,
     pub lifecycle: String,
     pub voucher_count: i64,
     pub created_at: Timestamp,
@@ -100,6 +131,7 @@ impl CampaignValues {
             code_pattern: spec
                 .code_pattern()
                 .map(|pattern| pattern.as_str().to_owned()),
+            codes_on_claim: matches!(spec.codes, CodeSource::OnClaim(_)),
             lifecycle: campaign.lifecycle.as_str().to_owned(),
             voucher_count: i64::from(campaign.voucher_count),
             created_at: campaign.created_at,
@@ -164,11 +196,17 @@ impl CampaignValues {
             reservation_ttl: duration(self.reservation_ttl_ms),
             lock_ttl: duration(self.lock_ttl_ms),
             redemptions_max: count(self.redemptions_max)?,
-            codes: match self.code_pattern {
-                Some(pattern) => {
-                    CodeSource::Pattern(CodePattern::parse(&pattern).map_err(corrupt)?)
+            codes: match (self.code_pattern, self.codes_on_claim) {
+                (Some(pattern), on_claim) => {
+                    let pattern = CodePattern::parse(&pattern).map_err(corrupt)?;
+                    if on_claim {
+                        CodeSource::OnClaim(pattern)
+                    } else {
+                        CodeSource::Pattern(pattern)
+                    }
                 }
-                None => CodeSource::Upload,
+                (None, false) => CodeSource::Upload,
+                (None, true) => return Err(corrupt("codes made on claim without a pattern")),
             },
         };
         Ok(CampaignRecord {

@@ -415,6 +415,7 @@ fn campaign_form(page: &Page, form: &Form, errors: &[(String, String)]) -> Strin
             "Codes",
             &[
                 ("pattern", "Generated from a pattern"),
+                ("on_claim", "Generated from a pattern by each claim"),
                 ("upload", "Uploaded as CSV"),
             ],
         ),
@@ -574,6 +575,7 @@ fn campaign_body(form: &Form, zone: &TimeZone) -> (CreateCampaignBody, Vec<(Stri
         &mut errors,
     );
     let upload = form.get("codes") == Some("upload");
+    let on_claim = form.get("codes") == Some("on_claim");
     let body = CreateCampaignBody {
         name: form.text("name"),
         message: form.text("message"),
@@ -600,6 +602,7 @@ fn campaign_body(form: &Form, zone: &TimeZone) -> (CreateCampaignBody, Vec<(Stri
                 form.text("code_pattern")
             },
             upload,
+            on_claim,
         }),
     };
     (body, errors)

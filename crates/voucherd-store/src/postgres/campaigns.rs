@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::model::{Available, CampaignChanges, ChangeCursor};
 use crate::staging::{self, CodesHolder, Upload};
-use crate::stored::{CampaignValues, corrupt, count};
+use crate::stored::{CampaignValues, Unminted, corrupt, count};
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
 
 /// How many seconds of claim history a report shows.
@@ -46,7 +46,7 @@ pub(crate) async fn insert(client: &ClientWrapper, campaign: &CampaignRecord) ->
             "WITH campaign AS (
                  INSERT INTO campaigns ({CAMPAIGN_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17, $18, $19, $20, $21, $22, $23, $24, $25)
+                         $17, $18, $19, $20, $21, $22, $23, $24, $25, $28)
              )
              INSERT INTO campaign_tiers (campaign_id, until_rank, discount_percent)
              SELECT $1, tier.until_rank, tier.discount_percent
@@ -85,6 +85,7 @@ pub(crate) async fn insert(client: &ClientWrapper, campaign: &CampaignRecord) ->
                 &stored_optional(values.published_at),
                 &until_ranks,
                 &discounts,
+                &values.codes_on_claim,
             ],
         )
         .await
@@ -390,7 +391,7 @@ pub(crate) async fn change_lifecycle(
             "UPDATE campaigns
              SET lifecycle = $1, published_at = coalesce(published_at, $2)
              WHERE id = $3 AND lifecycle = $4
-               AND ($1 <> 'live' OR ((supply IS NULL OR voucher_count = supply)
+               AND ($1 <> 'live' OR ((supply IS NULL OR voucher_count = supply OR codes_on_claim)
                                      AND upload_id IS NULL))",
         )
         .await
@@ -448,12 +449,16 @@ pub(crate) async fn counts(
         .unzip();
     let by_state = client
         .prepare_cached(
-            "SELECT range.index, voucher.state, count(*)
-             FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS range (first, last, index)
-             JOIN vouchers AS voucher
+            "SELECT range.index, voucher.state, count(*),
+                    campaign.codes_on_claim, campaign.supply, campaign.voucher_count
+             FROM campaigns AS campaign
+             CROSS JOIN unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY
+                 AS range (first, last, index)
+             LEFT JOIN vouchers AS voucher
                  ON voucher.campaign_id = $1 AND voucher.rank BETWEEN range.first AND range.last
-                AND voucher.rank <= (SELECT voucher_count FROM campaigns WHERE id = $1)
-             GROUP BY range.index, voucher.state",
+                AND voucher.rank <= campaign.voucher_count
+             WHERE campaign.id = $1
+             GROUP BY range.index, voucher.state, campaign.id",
         )
         .await
         .map_err(database)?;
@@ -479,17 +484,36 @@ pub(crate) async fn counts(
         client.query(&per_second, &per_second_parameters),
     )
     .map_err(database)?;
+    // Every range has a row (a range without vouchers one with no state),
+    // each with the campaign row the vouchers were counted up to.
     let mut ranges = vec![StateCounts::default(); firsts.len()];
+    let mut unminted_added = vec![false; firsts.len()];
     for row in &by_state {
         let index: i64 = get(row, 0)?;
-        let state: String = get(row, 1)?;
+        let state: Option<String> = get(row, 1)?;
         let claims: i64 = get(row, 2)?;
-        let state = VoucherState::parse(&state).ok_or_else(|| corrupt(&state))?;
-        let range = usize::try_from(index - 1)
+        let unminted = Unminted {
+            on_claim: get(row, 3)?,
+            supply: get(row, 4)?,
+            voucher_count: get(row, 5)?,
+        };
+        let at = usize::try_from(index - 1)
             .ok()
-            .and_then(|index| ranges.get_mut(index))
+            .filter(|&at| at < ranges.len())
             .ok_or_else(|| corrupt(format!("rank range {index}")))?;
-        range.add(state, u64::try_from(claims).map_err(corrupt)?);
+        if let Some(state) = state {
+            let state = VoucherState::parse(&state).ok_or_else(|| corrupt(&state))?;
+            ranges[at].add(state, u64::try_from(claims).map_err(corrupt)?);
+        }
+        if !unminted_added[at] {
+            unminted_added[at] = true;
+            let (first, last) = (firsts[at], lasts[at]);
+            let bound = |rank: i64| u32::try_from(rank).unwrap_or(u32::MAX);
+            ranges[at].add(
+                VoucherState::Available,
+                unminted.within(bound(first), bound(last))?,
+            );
+        }
     }
     let claims_per_second = per_second
         .iter()
@@ -579,10 +603,11 @@ pub(crate) async fn available_counts(
             "SELECT campaign.id, (SELECT count(*) FROM (
                                       SELECT FROM vouchers
                                       WHERE campaign_id = campaign.id AND state = 'available'
-                                        AND rank <= (SELECT voucher_count FROM campaigns
-                                                     WHERE id = campaign.id)
-                                      LIMIT $2) AS counted)
-             FROM unnest($1::uuid[]) AS campaign (id)",
+                                        AND rank <= campaign.voucher_count
+                                      LIMIT $2) AS counted),
+                    campaign.codes_on_claim, campaign.supply, campaign.voucher_count
+             FROM campaigns AS campaign
+             WHERE campaign.id = ANY($1::uuid[])",
         )
         .await
         .map_err(database)?;
@@ -593,9 +618,15 @@ pub(crate) async fn available_counts(
         .iter()
         .map(|row| {
             let counted: i64 = get(row, 1)?;
+            let unminted = Unminted {
+                on_claim: get(row, 2)?,
+                supply: get(row, 3)?,
+                voucher_count: get(row, 4)?,
+            };
             Ok((
                 CampaignId::from_uuid(get(row, 0)?),
-                Available::bounded(u64::try_from(counted).map_err(corrupt)?, counted_max),
+                Available::bounded(u64::try_from(counted).map_err(corrupt)?, counted_max)
+                    .plus(unminted.within(1, u32::MAX)?),
             ))
         })
         .collect()

@@ -137,16 +137,42 @@ placed AS (
     FROM wanted
     LEFT JOIN picked_ids USING (campaign_id)
 ),
--- Claims past the free vouchers mint a new rank when the campaign is
--- unlimited, and are sold out otherwise.
-minting AS (
+-- The ranks a campaign that mints up to its supply (codes made on claim)
+-- has left. Its row is locked before the batch writes, in id order as the
+-- minting campaigns below are: FOR NO KEY UPDATE answers the newest
+-- version of a row another batch changed since this statement's snapshot,
+-- so the room is the latest, and it stays so until this batch commits.
+mint_room AS MATERIALIZED (
+    SELECT campaign.id AS campaign_id, campaign.supply - campaign.voucher_count AS room
+    FROM campaigns AS campaign
+    WHERE campaign.id IN (SELECT campaign_id FROM claim WHERE mint)
+      AND campaign.supply IS NOT NULL
+    ORDER BY campaign.id
+    FOR NO KEY UPDATE
+),
+-- Claims past the free vouchers mint a new rank when the campaign mints
+-- and has room, and are sold out otherwise.
+mint_ranked AS (
     SELECT placed.*,
            row_number() OVER (PARTITION BY campaign_id ORDER BY ordinal) AS mint_position
     FROM placed
     WHERE voucher_id IS NULL AND mint
 ),
+minting AS (
+    SELECT mint_ranked.*
+    FROM mint_ranked
+    LEFT JOIN mint_room USING (campaign_id)
+    WHERE mint_room.room IS NULL OR mint_ranked.mint_position <= mint_room.room
+),
 sold_out AS (
-    SELECT * FROM placed WHERE voucher_id IS NULL AND NOT mint
+    SELECT ordinal, tenant_id, campaign_id, user_id, limit_group, day
+    FROM placed
+    WHERE voucher_id IS NULL AND NOT mint
+    UNION ALL
+    SELECT ordinal, tenant_id, campaign_id, user_id, limit_group, day
+    FROM mint_ranked
+    JOIN mint_room USING (campaign_id)
+    WHERE mint_ranked.mint_position > mint_room.room
 ),
 -- Free vouchers of a sold-out campaign that another transaction holds: if
 -- it rolls back they are free again, so sold out is not yet the answer.

@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "voucher holder index",
         include_str!("../../migrations/postgres/0009_voucher_holder_index.sql"),
     ),
+    (
+        10,
+        "codes on claim",
+        include_str!("../../migrations/postgres/0010_codes_on_claim.sql"),
+    ),
 ];
 
 /// The advisory lock migrations run under: "voucherd" in ASCII.

@@ -16,7 +16,8 @@ pub(crate) const VOUCHER_COLUMNS: &str = "id, campaign_id, tenant_id, rank, code
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, description, terms, kind, \
      supply, starts_at, ends_at, voucher_expires_at, voucher_valid_for_ms, price_amount, \
      price_currency, per_user_limit, daily_limit_group, trigger, reservation_ttl_ms, lock_ttl_ms, \
-     redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at";
+     redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at, \
+     codes_on_claim";
 
 /// [`CAMPAIGN_COLUMNS`] followed by the campaign's tiers as two arrays in
 /// rank order, for a query over `campaigns`.
@@ -24,6 +25,7 @@ pub(crate) const CAMPAIGN_WITH_TIERS: &str = "id, tenant_id, name, message, desc
      kind, supply, starts_at, ends_at, voucher_expires_at, voucher_valid_for_ms, price_amount, \
      price_currency, per_user_limit, daily_limit_group, trigger, reservation_ttl_ms, lock_ttl_ms, \
      redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at, \
+     codes_on_claim, \
      ARRAY(SELECT until_rank FROM campaign_tiers AS tier \
            WHERE tier.campaign_id = campaigns.id ORDER BY until_rank), \
      ARRAY(SELECT discount_percent FROM campaign_tiers AS tier \
@@ -97,8 +99,8 @@ pub(crate) fn tenant(row: &Row) -> Result<Tenant, StoreError> {
 
 /// A campaign read with [`CAMPAIGN_WITH_TIERS`].
 pub(crate) fn campaign(row: &Row) -> Result<CampaignRecord, StoreError> {
-    let until_ranks: Vec<i64> = get(row, 25)?;
-    let discounts: Vec<i32> = get(row, 26)?;
+    let until_ranks: Vec<i64> = get(row, 26)?;
+    let discounts: Vec<i32> = get(row, 27)?;
     if until_ranks.len() != discounts.len() {
         return Err(corrupt("tier arrays of different lengths"));
     }
@@ -128,6 +130,7 @@ pub(crate) fn campaign(row: &Row) -> Result<CampaignRecord, StoreError> {
         voucher_count: get(row, 22)?,
         created_at: get(row, 23)?,
         published_at: get(row, 24)?,
+        codes_on_claim: get(row, 25)?,
         tiers: until_ranks
             .into_iter()
             .zip(discounts.into_iter().map(i64::from))

@@ -9,13 +9,14 @@ use voucherd_core::code::VoucherCode;
 use voucherd_core::ids::{CampaignId, OrderedUuids, TenantId};
 use voucherd_core::voucher::VoucherState;
 
-use super::connection::database;
+use super::connection::{command, database};
 use super::rows::{self, CAMPAIGN_COLUMNS};
 use crate::model::{
     AddCodesOutcome, Available, CampaignChanges, CampaignCounts, CampaignRecord, CampaignState,
     ChangeCursor, CodesLease, CommitOutcome, LifecycleOutcome, StageOutcome, StateCounts,
 };
 use crate::staging::{self, CodesHolder, Upload};
+use crate::stored::Unminted;
 use crate::{STAGED_ROWS_PER_JOB, StoreResult};
 
 /// How many seconds of claim history a report shows.
@@ -386,7 +387,7 @@ pub(crate) fn change_lifecycle(
             "UPDATE campaigns
              SET lifecycle = ?1, published_at = coalesce(published_at, ?2)
              WHERE id = ?3 AND lifecycle = ?4
-               AND (?1 != 'live' OR ((supply IS NULL OR voucher_count = supply)
+               AND (?1 != 'live' OR ((supply IS NULL OR voucher_count = supply OR codes_on_claim)
                                      AND upload_id IS NULL))",
             params![
                 to.as_str(),
@@ -423,24 +424,35 @@ pub(crate) fn change_lifecycle(
     })
 }
 
-pub(crate) fn counts(
+/// The whole campaign's counts by state, then each range's.
+fn count_ranges(
     connection: &Connection,
-    campaign_id: CampaignId,
+    campaign_id: &str,
     rank_ranges: &[(u32, u32)],
-) -> StoreResult<CampaignCounts> {
-    let campaign_id = campaign_id.to_string();
+) -> StoreResult<(StateCounts, Vec<StateCounts>)> {
+    let unminted = connection
+        .prepare_cached("SELECT codes_on_claim, supply, voucher_count FROM campaigns WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement.query_row([campaign_id], |row| {
+                Ok(Unminted {
+                    on_claim: row.get(0)?,
+                    supply: row.get(1)?,
+                    voucher_count: row.get(2)?,
+                })
+            })
+        })
+        .map_err(database)?;
     let mut by_state = connection
         .prepare_cached(
             "SELECT state, count(*) FROM vouchers
-             WHERE campaign_id = ?1 AND rank BETWEEN ?2 AND ?3
-               AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)
+             WHERE campaign_id = ?1 AND rank BETWEEN ?2 AND ?3 AND rank <= ?4
              GROUP BY state",
         )
         .map_err(database)?;
     let mut count_range = |first: u32, last: u32| -> StoreResult<StateCounts> {
         let mut counts = StateCounts::default();
         let mut found = by_state
-            .query(params![campaign_id, first, last])
+            .query(params![campaign_id, first, last, unminted.voucher_count])
             .map_err(database)?;
         while let Some(row) = found.next().map_err(database)? {
             let state: String = row.get(0).map_err(database)?;
@@ -448,6 +460,7 @@ pub(crate) fn counts(
             let state = VoucherState::parse(&state).ok_or_else(|| rows::corrupt(&state))?;
             counts.add(state, u64::try_from(count).map_err(rows::corrupt)?);
         }
+        counts.add(VoucherState::Available, unminted.within(first, last)?);
         Ok(counts)
     };
     let states = count_range(1, u32::MAX)?;
@@ -455,6 +468,21 @@ pub(crate) fn counts(
         .iter()
         .map(|&(first, last)| count_range(first, last))
         .collect::<StoreResult<Vec<_>>>()?;
+    Ok((states, by_rank_range))
+}
+
+pub(crate) fn counts(
+    connection: &Connection,
+    campaign_id: CampaignId,
+    rank_ranges: &[(u32, u32)],
+) -> StoreResult<CampaignCounts> {
+    let campaign_id = campaign_id.to_string();
+    // Every range in one read transaction: the ranks not yet made are those
+    // past the voucher_count the rows were counted to.
+    command(connection, "BEGIN").map_err(database)?;
+    let counted = count_ranges(connection, &campaign_id, rank_ranges);
+    command(connection, "COMMIT").map_err(database)?;
+    let (states, by_rank_range) = counted?;
     let mut per_second = connection
         .prepare_cached(
             "SELECT second, claims FROM (
@@ -549,21 +577,38 @@ pub(crate) fn available_counts(
 ) -> StoreResult<Vec<(CampaignId, Available)>> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT count(*) FROM (
-                 SELECT 1 FROM vouchers WHERE campaign_id = ?1 AND state = 'available'
-                   AND rank <= (SELECT voucher_count FROM campaigns WHERE id = ?1)
-                 LIMIT ?2)",
+            "SELECT (SELECT count(*) FROM (
+                         SELECT 1 FROM vouchers
+                         WHERE campaign_id = ?1 AND state = 'available'
+                           AND rank <= campaign.voucher_count
+                         LIMIT ?2)),
+                    codes_on_claim, supply, voucher_count
+             FROM campaigns AS campaign WHERE id = ?1",
         )
         .map_err(database)?;
     let limit = i64::try_from(counted_max.saturating_add(1)).unwrap_or(i64::MAX);
-    campaign_ids
-        .iter()
-        .map(|id| {
-            let counted: i64 = statement
-                .query_row(params![id.to_string(), limit], |row| row.get(0))
-                .map_err(database)?;
-            let counted = u64::try_from(counted).map_err(rows::corrupt)?;
-            Ok((*id, Available::bounded(counted, counted_max)))
-        })
-        .collect()
+    // A campaign that is gone has no count, as on PostgreSQL.
+    let mut counts = Vec::with_capacity(campaign_ids.len());
+    for id in campaign_ids {
+        let found = statement
+            .query_row(params![id.to_string(), limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    Unminted {
+                        on_claim: row.get(1)?,
+                        supply: row.get(2)?,
+                        voucher_count: row.get(3)?,
+                    },
+                ))
+            })
+            .optional()
+            .map_err(database)?;
+        let Some((counted, unminted)) = found else {
+            continue;
+        };
+        let counted = u64::try_from(counted).map_err(rows::corrupt)?;
+        let unminted = unminted.within(1, u32::MAX)?;
+        counts.push((*id, Available::bounded(counted, counted_max).plus(unminted)));
+    }
+    Ok(counts)
 }

@@ -105,8 +105,10 @@ fn claim_one(
         .ok_or_else(|| rows::corrupt("no free user slot below the limit"))?;
     let voucher = match take_lowest_available(connection, claim, slot, now)? {
         Some(voucher) => voucher,
-        None if claim.mint.is_some() => mint(connection, claim, slot, now)?,
-        None => return Ok(ClaimOutcome::SoldOut),
+        None => match mint(connection, claim, slot, now)? {
+            Some(minted) => minted,
+            None => return Ok(ClaimOutcome::SoldOut),
+        },
     };
     if let Some(daily) = &claim.daily {
         connection
@@ -268,25 +270,39 @@ fn claimed(
     })
 }
 
-/// Makes the next rank of an unlimited campaign, already held by the user.
+/// Makes the campaign's next rank, already held by the user, when the
+/// campaign mints and the rank is within its supply; `None` is sold out.
 fn mint(
     connection: &Connection,
     claim: &ClaimRequest,
     slot: u32,
     now: Timestamp,
-) -> StoreResult<VoucherRecord> {
+) -> StoreResult<Option<VoucherRecord>> {
     let Some(pattern) = &claim.mint else {
-        return Err(rows::corrupt("minting without a pattern"));
+        return Ok(None);
     };
-    let rank: i64 = connection
+    // The row's supply bounds the ranks, as on PostgreSQL.
+    let rank: Option<(i64, Option<i64>)> = connection
         .prepare_cached(
-            "UPDATE campaigns SET voucher_count = voucher_count + 1 WHERE id = ?1
-             RETURNING voucher_count",
+            "UPDATE campaigns SET voucher_count = voucher_count + 1
+             WHERE id = ?1 AND (supply IS NULL OR voucher_count < supply)
+             RETURNING voucher_count, supply",
         )
         .and_then(|mut statement| {
-            statement.query_row([claim.campaign_id.to_string()], |row| row.get(0))
+            statement
+                .query_row([claim.campaign_id.to_string()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
         })
         .map_err(database)?;
+    let Some((rank, supply)) = rank else {
+        return Ok(None);
+    };
+    assert!(
+        supply.is_none_or(|supply| rank <= supply),
+        "a minted rank is within the supply"
+    );
     let mut statement = connection
         .prepare_cached(
             "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
@@ -334,7 +350,7 @@ fn mint(
             ])
             .map_err(database)?;
         if inserted == 1 {
-            return Ok(minted);
+            return Ok(Some(minted));
         }
     }
     Err(rows::corrupt(format!(

@@ -61,6 +61,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "voucher holder index",
         include_str!("../../migrations/sqlite/0010_voucher_holder_index.sql"),
     ),
+    (
+        11,
+        "codes on claim",
+        include_str!("../../migrations/sqlite/0011_codes_on_claim.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock (a checkpoint, another process)
@@ -335,7 +340,7 @@ mod tests {
             .unwrap();
         let before = vouchers(&connection);
 
-        assert_eq!(migrate(&mut connection).unwrap(), [10]);
+        assert_eq!(migrate_until(&mut connection, 10).unwrap(), [10]);
 
         assert_eq!(vouchers(&connection), before);
         let foreign_keys_on: i64 = connection
@@ -389,5 +394,137 @@ mod tests {
             )
             .unwrap();
         assert_eq!(triggers, 5);
+    }
+
+    /// Every column of every campaign, as text, in id order.
+    fn campaigns(connection: &Connection) -> Vec<String> {
+        let mut statement = connection
+            .prepare(
+                "SELECT quote(id) || quote(tenant_id) || quote(name) || quote(kind)
+                     || quote(supply) || quote(price_amount) || quote(per_user_limit)
+                     || quote(code_pattern) || quote(lifecycle) || quote(voucher_count)
+                     || quote(created_at) || quote(published_at) || quote(change_seq)
+                     || quote(upload_id) || quote(upload_staged) || quote(upload_until)
+                 FROM campaigns ORDER BY id",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Migration 11 makes the campaigns table again: a database of schema
+    /// 10 with campaigns, tiers, vouchers and an order that refer to them
+    /// comes out with the same rows, its foreign keys whole and back on,
+    /// every trigger and index back, and a live campaign still needing its
+    /// whole supply unless claims make its codes.
+    #[test]
+    fn making_the_campaigns_table_again_keeps_every_row_and_guard() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut connection = open_writer(&directory.path().join("old.sqlite3")).unwrap();
+        assert_eq!(
+            migrate_until(&mut connection, 10).unwrap(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        connection
+            .execute_batch(
+                "INSERT INTO tenants (id, name, signing_key, time_zone, created_at)
+                 VALUES ('t', 'tenant', zeroblob(32), 'UTC', 0);
+                 INSERT INTO campaigns (id, tenant_id, name, message, description, terms, kind,
+                     supply, price_amount, price_currency, per_user_limit, trigger,
+                     reservation_ttl_ms, lock_ttl_ms, redemptions_max, code_pattern, lifecycle,
+                     voucher_count, created_at, published_at)
+                 VALUES ('c', 't', 'sale', '', '', '', 'sale', 2, 100, 'EUR', 1, 'claim',
+                     60000, 60000, 1, '????', 'live', 2, 0, 0),
+                        ('d', 't', 'draft', '', '', '', 'coupon', 5, NULL, NULL, 1, 'claim',
+                     60000, 60000, 1, NULL, 'draft', 0, 0, NULL);
+                 INSERT INTO campaign_tiers (campaign_id, until_rank, discount_percent)
+                 VALUES ('c', 2, 50);
+                 INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
+                     user_slot, claimed_at, reservation_id, reserved_until, issued_at,
+                     redemptions_max)
+                 VALUES ('v1', 'c', 't', 1, 'A', 'reserved', 'pia', 1, 5, 'r1', 9, NULL, 1),
+                        ('v2', 'c', 't', 2, 'B', 'available', NULL, NULL, NULL, NULL, NULL,
+                         NULL, 1);
+                 INSERT INTO orders (id, tenant_id, campaign_id, voucher_id, reservation_id,
+                     user_id, email, amount, currency, card_brand, card_last_four, status,
+                     created_at)
+                 VALUES ('o1', 't', 'c', 'v1', 'r1', 'pia', 'pia@example.com', 100, 'EUR',
+                     'visa', '4242', 'pending', 5);",
+            )
+            .unwrap();
+        let before = campaigns(&connection);
+        let schema_objects = |connection: &Connection| -> i64 {
+            connection
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type IN ('trigger', 'index')",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        let objects_before = schema_objects(&connection);
+
+        assert_eq!(migrate(&mut connection).unwrap(), [11]);
+
+        assert_eq!(campaigns(&connection), before);
+        assert_eq!(
+            schema_objects(&connection),
+            objects_before,
+            "every trigger and index"
+        );
+        let foreign_keys_on: i64 = connection
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(foreign_keys_on, 1, "foreign keys are on again");
+        let broken: i64 = connection
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(broken, 0);
+        // The tiers and the order still refer to the campaign: it cannot go.
+        assert!(
+            connection
+                .execute("DELETE FROM campaigns WHERE id = 'c'", [])
+                .is_err()
+        );
+        // A rank past the supply is still refused.
+        let past_supply = connection.execute(
+            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, redemptions_max)
+             VALUES ('v3', 'c', 't', 3, 'C', 'available', 1)",
+            [],
+        );
+        assert!(past_supply.is_err(), "{past_supply:?}");
+        // A draft without its codes goes live only if claims make them, and
+        // only with a pattern to make them from.
+        let live = "UPDATE campaigns SET lifecycle = 'live', published_at = 1 WHERE id = 'd'";
+        assert!(
+            connection.execute(live, []).is_err(),
+            "no codes, none made on claim"
+        );
+        assert!(
+            connection
+                .execute("UPDATE campaigns SET codes_on_claim = 1 WHERE id = 'd'", [])
+                .is_err(),
+            "made on claim without a pattern"
+        );
+        connection
+            .execute(
+                "UPDATE campaigns SET codes_on_claim = 1, code_pattern = '??##' WHERE id = 'd'",
+                [],
+            )
+            .unwrap();
+        connection.execute(live, []).unwrap();
+        let stamped: i64 = connection
+            .query_row(
+                "SELECT change_seq FROM campaigns WHERE id = 'd'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(stamped > 0, "changes are still stamped");
     }
 }

@@ -27,7 +27,8 @@ pub(crate) const VOUCHER_COLUMNS: &str = voucher_columns!();
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, message, description, terms, kind, \
      supply, starts_at, ends_at, voucher_expires_at, voucher_valid_for_ms, price_amount, \
      price_currency, per_user_limit, daily_limit_group, trigger, reservation_ttl_ms, lock_ttl_ms, \
-     redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at";
+     redemptions_max, code_pattern, lifecycle, voucher_count, created_at, published_at, \
+     codes_on_claim";
 
 pub(crate) const TENANT_COLUMNS: &str =
     "id, name, signing_key, time_zone, rate_limit_per_second, created_at, key_id";
@@ -133,6 +134,7 @@ pub(crate) fn campaign(
         voucher_count: get(row, 22)?,
         created_at: timestamp(get(row, 23)?)?,
         published_at: optional_timestamp(get(row, 24)?)?,
+        codes_on_claim: get(row, 25)?,
         tiers,
     }
     .into_record()
@@ -172,5 +174,6 @@ pub(crate) fn campaign_values(campaign: &CampaignRecord) -> Vec<rusqlite::types:
         Value::Integer(values.voucher_count),
         Value::Integer(millis(values.created_at)),
         optional_millis(values.published_at),
+        Value::Integer(i64::from(values.codes_on_claim)),
     ]
 }

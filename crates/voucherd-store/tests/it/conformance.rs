@@ -32,6 +32,7 @@ macro_rules! conformance_suite {
             the_daily_limit_spans_the_group_and_resets_the_next_day,
             a_sale_claim_reserves,
             unlimited_campaigns_mint_unique_codes,
+            codes_made_on_claim_stop_at_the_supply_between_concurrent_batches,
             codes_are_added_all_or_nothing_and_duplicates_are_reported,
             staged_codes_count_only_when_committed_and_a_lapsed_upload_is_cleared,
             publishing_needs_the_whole_supply_and_lifecycles_change_conditionally,
@@ -124,14 +125,17 @@ pub async fn draft_campaign(
     campaign
 }
 
-/// Inserts a campaign, generates its whole supply of codes and publishes it.
+/// Inserts a campaign, generates its whole supply of codes (unless claims
+/// make them) and publishes it.
 pub async fn live_campaign(
     store: &Arc<dyn Store>,
     tenant_id: TenantId,
     draft: CampaignDraft,
 ) -> CampaignRecord {
     let campaign = draft_campaign(store, tenant_id, draft).await;
-    if let Some(supply) = campaign.spec.supply.limit() {
+    if let Some(supply) = campaign.spec.supply.limit()
+        && !campaign.spec.mints_on_claim()
+    {
         let pattern = campaign
             .spec
             .code_pattern()
@@ -567,6 +571,103 @@ pub async fn unlimited_campaigns_mint_unique_codes(store: Arc<dyn Store>) {
     assert_eq!(codes.len(), 50);
     let record = store.campaign(campaign.id).await.unwrap().unwrap();
     assert_eq!(record.voucher_count, 50);
+}
+
+pub async fn codes_made_on_claim_stop_at_the_supply_between_concurrent_batches(
+    store: Arc<dyn Store>,
+) {
+    const SUPPLY: u32 = 30;
+    const BATCHES: usize = 4;
+    const CLAIMS_PER_BATCH: usize = 12;
+    let tenant_id = new_tenant(&store).await;
+    let campaign = live_campaign(
+        &store,
+        tenant_id,
+        CampaignDraft {
+            code_pattern: Some("ON-????-????".into()),
+            codes_on_claim: true,
+            ..coupon(Some(i64::from(SUPPLY)))
+        },
+    )
+    .await;
+    assert_eq!(campaign.voucher_count, 0, "a publish made no code");
+    assert_eq!(campaign.lifecycle, Lifecycle::Live);
+    let counts = store
+        .campaign_counts(campaign.id, &[(1, 10), (25, 40)])
+        .await
+        .unwrap();
+    assert_eq!(
+        counts.states.available,
+        u64::from(SUPPLY),
+        "ranks not made are available"
+    );
+    assert_eq!(counts.by_rank_range[0].available, 10);
+    assert_eq!(
+        counts.by_rank_range[1].available, 6,
+        "ranks 25..=30 of 25..=40"
+    );
+    assert_eq!(
+        store.available_counts(&[campaign.id], 1_000).await.unwrap(),
+        vec![(campaign.id, Available::Exactly(u64::from(SUPPLY)))]
+    );
+
+    // Batches at once, more claims than the supply: each batch mints what
+    // room it finds, and no rank past the supply is made between them.
+    let now = at(NOON);
+    let batches = (0..BATCHES).map(|batch| {
+        let store = store.clone();
+        let claims: Vec<ClaimRequest> = (0..CLAIMS_PER_BATCH)
+            .map(|index| claim(&campaign, &format!("b{batch}-u{index}"), now))
+            .collect();
+        tokio::spawn(async move { claim_all(&store, claims, now).await })
+    });
+    let mut outcomes = Vec::new();
+    for batch in batches {
+        outcomes.extend(batch.await.expect("a batch task"));
+    }
+    let made: Vec<&VoucherRecord> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            ClaimOutcome::Claimed(voucher) => Some(voucher),
+            ClaimOutcome::SoldOut => None,
+            other => panic!("a claim of a new user: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        made.len(),
+        SUPPLY as usize,
+        "exactly the supply was claimed"
+    );
+    let mut ranks: Vec<u32> = made.iter().map(|voucher| voucher.rank).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=SUPPLY).collect::<Vec<_>>(), "each rank once");
+    let mut codes: Vec<&str> = made.iter().map(|voucher| voucher.code.as_str()).collect();
+    assert!(
+        codes
+            .iter()
+            .all(|code| code.starts_with("ON-") && code.len() == 12)
+    );
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), SUPPLY as usize, "each code once");
+
+    let record = store.campaign(campaign.id).await.unwrap().unwrap();
+    assert_eq!(record.voucher_count, SUPPLY);
+    let counts = store.campaign_counts(campaign.id, &[]).await.unwrap();
+    assert_eq!(counts.states.available, 0);
+    assert_eq!(counts.states.issued, u64::from(SUPPLY));
+    assert_eq!(
+        store.available_counts(&[campaign.id], 1_000).await.unwrap(),
+        vec![(campaign.id, Available::Exactly(0))]
+    );
+    // Sold out stays sold out, and a holder still gets their voucher.
+    let late = claim_all(&store, vec![claim(&campaign, "late", now)], now).await;
+    assert_eq!(late, vec![ClaimOutcome::SoldOut]);
+    let again = claim_all(&store, vec![claim(&campaign, "b0-u0", now)], now).await;
+    assert!(
+        matches!(&again[0], ClaimOutcome::AlreadyHeld(voucher) if voucher.user_id == Some(user("b0-u0"))),
+        "{again:?}"
+    );
 }
 
 pub async fn codes_are_added_all_or_nothing_and_duplicates_are_reported(store: Arc<dyn Store>) {
@@ -1191,11 +1292,14 @@ pub async fn the_schema_refuses_what_a_buggy_engine_might_ask(store: Arc<dyn Sto
         matches!(outcomes[2], Ok(ClaimOutcome::Claimed(ref voucher)) if voucher.rank == 2),
         "the batch went on"
     );
+    // A claim that may mint, on a limited campaign with every rank made:
+    // the store mints no rank past the row's supply (and the schema would
+    // refuse one).
     let mut minting = claim(&campaign, "mo", now);
     minting.mint = campaign.spec.code_pattern().cloned();
     let outcomes = store.claim_batch(vec![minting], now).await.unwrap();
     assert!(
-        matches!(outcomes[0], Err(StoreError::Constraint(_))),
+        matches!(outcomes[0], Ok(ClaimOutcome::SoldOut)),
         "no rank past the supply: {:?}",
         outcomes[0]
     );

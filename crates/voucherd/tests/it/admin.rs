@@ -128,6 +128,155 @@ async fn a_large_publish_answers_at_once_and_claims_go_on_meanwhile() {
     );
 }
 
+/// The aim's own supply: with codes made on claim, no code exists before a
+/// claim, so its size costs the publish nothing.
+const MADE_ON_CLAIM: u64 = 5_000_000;
+
+/// A campaign whose codes are made on claim is live as soon as it is
+/// published, whatever its supply; concurrent claims over real TCP get each
+/// rank and code once, exactly the supply is claimed and the rest are told
+/// sold out; and after a SIGKILL the restarted node knows what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn codes_made_on_claim_are_live_at_once_and_stop_at_the_supply() {
+    const SMALL: usize = 50;
+    const CLAIMERS: usize = 80;
+    let directory = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(directory.path(), &[]);
+    let (status, created) = server
+        .post(
+            "/v1/campaigns",
+            &server.admin,
+            json!({"name": "Huge", "kind": "coupon", "supply": MADE_ON_CLAIM,
+                   "codes": {"pattern": "HUGE-????-????-####", "on_claim": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let huge = created["id"].as_str().unwrap().to_owned();
+    let sent = Instant::now();
+    let (status, published) = server
+        .post(
+            &format!("/v1/campaigns/{huge}/publish"),
+            &server.admin,
+            json!({}),
+        )
+        .await;
+    let publish_took = sent.elapsed();
+    assert_eq!(status, StatusCode::OK, "live in the answer: {published}");
+    assert_eq!(published["state"], "live", "{published}");
+    assert_eq!(published["codes"]["on_claim"], true, "{published}");
+    assert_eq!(
+        published["codes"]["count"], 0,
+        "no code before a claim: {published}"
+    );
+    assert_eq!(published["remaining"], MADE_ON_CLAIM, "{published}");
+
+    // Claimers at once on a small campaign of the same kind: exactly its
+    // supply is claimed, each rank and code once; the others are sold out.
+    let (status, created) = server
+        .post(
+            "/v1/campaigns",
+            &server.admin,
+            json!({"name": "Small", "kind": "coupon", "supply": SMALL,
+                   "codes": {"on_claim": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let small = created["id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/v1/campaigns/{small}/publish"),
+            &server.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = (0..CLAIMERS).map(|index| {
+        let server = server.handle();
+        let path = format!("/v1/campaigns/{small}/claims");
+        async move {
+            server
+                .post(
+                    &path,
+                    &server.service,
+                    json!({"user_id": format!("c{index}")}),
+                )
+                .await
+        }
+    });
+    let answers = futures::future::join_all(claims).await;
+    let mut ranks = Vec::new();
+    let mut codes = Vec::new();
+    for (status, body) in &answers {
+        match *status {
+            StatusCode::CREATED => {
+                ranks.push(body["rank"].as_u64().unwrap());
+                codes.push(body["code"].as_str().unwrap().to_owned());
+            }
+            StatusCode::GONE => assert_eq!(
+                body["type"]
+                    .as_str()
+                    .map(|kind| kind.ends_with("/sold-out")),
+                Some(true),
+                "{body}"
+            ),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    ranks.sort_unstable();
+    assert_eq!(
+        ranks,
+        (1..=SMALL as u64).collect::<Vec<_>>(),
+        "each rank once, no more"
+    );
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), SMALL, "each code once");
+    let exported = server.export(&small).await;
+    assert_eq!(exported.len(), SMALL, "an export lists the codes made");
+    let (_, report) = server
+        .get(&format!("/v1/campaigns/{small}/report"), &server.admin)
+        .await;
+    assert_eq!(report["issued"], SMALL, "{report}");
+    assert_eq!(report["available"], 0, "{report}");
+
+    let (status, first) = server
+        .post(
+            &format!("/v1/campaigns/{huge}/claims"),
+            &server.service,
+            json!({"user_id": "first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["rank"], 1, "{first}");
+    assert!(
+        first["code"].as_str().unwrap().starts_with("HUGE-"),
+        "{first}"
+    );
+
+    // SIGKILL: the restarted node counts what is left from the store.
+    server.kill();
+    let server = TestServer::start(directory.path(), &[]);
+    let (_, huge_now) = server
+        .get(&format!("/v1/campaigns/{huge}"), &server.admin)
+        .await;
+    assert_eq!(huge_now["state"], "live", "{huge_now}");
+    assert_eq!(huge_now["remaining"], MADE_ON_CLAIM - 1, "{huge_now}");
+    assert_eq!(huge_now["codes"]["count"], 1, "{huge_now}");
+    let (_, small_now) = server
+        .get(&format!("/v1/campaigns/{small}"), &server.admin)
+        .await;
+    assert_eq!(small_now["sold_out"], true, "{small_now}");
+    let (status, late) = server
+        .post(
+            &format!("/v1/campaigns/{small}/claims"),
+            &server.service,
+            json!({"user_id": "late"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GONE, "{late}");
+    println!("a {MADE_ON_CLAIM}-code campaign made on claim was live in {publish_took:?}");
+}
+
 /// Codes in the large upload: many slices, seconds of staging even in a
 /// debug build, and well inside the upload's time bound there.
 const UPLOAD: usize = 60_000;
