@@ -11,8 +11,11 @@
 # time for each committed claim (voucherd_sqlite_writer_busy_seconds over
 # the run), which the aim of about 10 µs is about.
 #
+# With ON_CLAIM=1 the durable claims' campaign has its codes made on claim:
+# each claim mints (inserts) its voucher rather than taking a generated one.
+#
 # Usage: bench/ratios.sh [seconds per run, default 10]
-#   CONNECTIONS="64 256"  ROUNDS=3
+#   CONNECTIONS="64 256"  ROUNDS=3  ON_CLAIM=1
 #   BIN=path/to/voucherd (default: a release build of this checkout)
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres  (PostgreSQL:
 #   a scratch database is made beside it and dropped afterwards)
@@ -53,10 +56,13 @@ SERVER=$!
 node_started "$WORK/out"
 [ -n "$SCRATCH_DB" ] && database_tokens "$BIN" "${DATABASE_URL%/*}/$SCRATCH_DB" "$WORK/data" "http://127.0.0.1:$PORT"
 URL="http://127.0.0.1:$PORT"
-campaign() {
+ON_CLAIM_JSON=false
+[ "${ON_CLAIM:-0}" = 1 ] && ON_CLAIM_JSON=true
+campaign() { # supply [on_claim]
   local id
   id=$(curl -s -X POST "$URL/v1/campaigns" -H "Authorization: Bearer $VOUCHERD_ADMIN_TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"name\":\"bench\",\"kind\":\"coupon\",\"supply\":$1}" | json '["id"]')
+    -H 'Content-Type: application/json' \
+    -d "{\"name\":\"bench\",\"kind\":\"coupon\",\"supply\":$1,\"codes\":{\"on_claim\":${2:-false}}}" | json '["id"]')
   publish_live "$URL" "$id"
   echo "$id"
 }
@@ -81,12 +87,12 @@ GONE=$(campaign 1)
 curl -s -X POST "$URL/v1/campaigns/$GONE/claims" -H "Authorization: Bearer $VOUCHERD_SERVICE_TOKEN" \
   -H 'Content-Type: application/json' -d '{"user_id":"first"}' >/dev/null
 
-echo "store: $STORE; wrk -t1 -d${DURATION}s pinned to core 0, server pinned to core 1; $(date -u +%FT%TZ)"
+echo "store: $STORE; durable claims' codes on claim: $ON_CLAIM_JSON; wrk -t1 -d${DURATION}s pinned to core 0, server pinned to core 1; $(date -u +%FT%TZ)"
 printf '%-6s %-5s %-18s %10s %9s %9s %7s  %s\n' conns round run "answers/s" p50 p99 ratio notes
 for c in $CONNECTIONS; do
   for round in $(seq 1 "$ROUNDS"); do
     run_wrk "$c" "$WORK/base" "$URL/healthz"
-    OPEN=$(campaign 500000)
+    OPEN=$(campaign 500000 "$ON_CLAIM_JSON")
     BUSY_BEFORE=$(writer_busy)
     run_wrk "$c" "$WORK/claims" "$URL/v1/campaigns/$OPEN/claims" bench/claim.lua
     COMMITTED=$(issued "$OPEN")

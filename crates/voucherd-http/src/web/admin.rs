@@ -734,7 +734,13 @@ fn detail_page(
         supply = body
             .supply
             .map_or("no limit".to_owned(), |supply| count(u64::from(supply))),
-        codes = count(u64::from(view.voucher_count)),
+        codes = match spec.codes {
+            voucherd_core::campaign::CodeSource::OnClaim(_) => format!(
+                "{} made by claims so far",
+                count(u64::from(view.voucher_count))
+            ),
+            _ => count(u64::from(view.voucher_count)),
+        },
         left = view.remaining.map_or("no limit".to_owned(), count),
         price = spec.price.map_or("—".to_owned(), money),
         trigger = spec.trigger.as_str(),

@@ -6,9 +6,16 @@
 -- A table constraint cannot be changed in SQLite, so the table is made
 -- again (the migration runs with foreign keys off and checks them before
 -- it commits). The triggers on vouchers that read campaigns are dropped
--- first and made again as they stood, so that no trigger names a missing
--- table while the new one is renamed; every index and trigger of campaigns
--- is made again as it stood after migration 0010.
+-- first and made again, so that no trigger names a missing table while
+-- the new one is renamed; every index and trigger of campaigns is made
+-- again as it stood after migration 0010.
+--
+-- The two guards of an inserted voucher now raise FAIL rather than ABORT,
+-- as the update guards do since migration 0009: a claim that mints inserts
+-- its voucher, and a statement that may ABORT makes SQLite copy every page
+-- it touches into a statement journal first. They run BEFORE the row is
+-- written, and every writer job runs in a savepoint that is rolled back
+-- when the job fails, so nothing of a refused insert ever commits.
 
 DROP TRIGGER vouchers_rank_within_supply;
 DROP TRIGGER vouchers_slot_within_limit_on_insert;
@@ -96,14 +103,14 @@ CREATE TRIGGER vouchers_rank_within_supply
 BEFORE INSERT ON vouchers
 WHEN NEW.rank > (SELECT supply FROM campaigns WHERE id = NEW.campaign_id)
 BEGIN
-    SELECT RAISE(ABORT, 'voucher rank exceeds the campaign supply');
+    SELECT RAISE(FAIL, 'voucher rank exceeds the campaign supply');
 END;
 
 CREATE TRIGGER vouchers_slot_within_limit_on_insert
 BEFORE INSERT ON vouchers
 WHEN NEW.user_slot > (SELECT per_user_limit FROM campaigns WHERE id = NEW.campaign_id)
 BEGIN
-    SELECT RAISE(ABORT, 'user slot exceeds the per-user limit');
+    SELECT RAISE(FAIL, 'user slot exceeds the per-user limit');
 END;
 
 CREATE TRIGGER vouchers_slot_within_limit_on_update

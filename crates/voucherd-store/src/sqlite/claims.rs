@@ -281,10 +281,12 @@ fn mint(
     let Some(pattern) = &claim.mint else {
         return Ok(None);
     };
-    // The row's supply bounds the ranks, as on PostgreSQL.
+    // The row's supply bounds the ranks, as on PostgreSQL. Both writes are
+    // OR FAIL, and so are the guards they pass, so that neither keeps a
+    // statement journal (see `take_lowest_available`).
     let rank: Option<(i64, Option<i64>)> = connection
         .prepare_cached(
-            "UPDATE campaigns SET voucher_count = voucher_count + 1
+            "UPDATE OR FAIL campaigns SET voucher_count = voucher_count + 1
              WHERE id = ?1 AND (supply IS NULL OR voucher_count < supply)
              RETURNING voucher_count, supply",
         )
@@ -303,22 +305,35 @@ fn mint(
         supply.is_none_or(|supply| rank <= supply),
         "a minted rank is within the supply"
     );
+    // A code the tenant has is looked up rather than left to the insert's
+    // conflict clause: an upsert may abort, and so would keep a statement
+    // journal. The writer is the only writer, so a code not found stays free.
+    let mut taken = connection
+        .prepare_cached("SELECT 1 FROM vouchers WHERE tenant_id = ?1 AND code = ?2")
+        .map_err(database)?;
     let mut statement = connection
         .prepare_cached(
-            "INSERT INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
+            "INSERT OR FAIL INTO vouchers (id, campaign_id, tenant_id, rank, code, state, user_id,
                  user_slot, claimed_at, reservation_id, reserved_until, issued_at, expires_at,
                  redemptions_max)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (tenant_id, code) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .map_err(database)?;
+    let tenant_id = claim.tenant_id.to_string();
     for _ in 0..MINT_ATTEMPTS_MAX {
+        let code = pattern.generate(&mut OsEntropy);
+        if taken
+            .exists(params![tenant_id, code.as_str()])
+            .map_err(database)?
+        {
+            continue;
+        }
         let made = VoucherRecord {
             id: VoucherId::from_uuid(uuid_at(now)),
             campaign_id: claim.campaign_id,
             tenant_id: claim.tenant_id,
             rank: u32::try_from(rank).map_err(rows::corrupt)?,
-            code: pattern.generate(&mut OsEntropy),
+            code,
             state: VoucherState::Available,
             user_id: None,
             claimed_at: None,
@@ -335,7 +350,7 @@ fn mint(
             .execute(params![
                 minted.id.to_string(),
                 minted.campaign_id.to_string(),
-                minted.tenant_id.to_string(),
+                tenant_id,
                 minted.rank,
                 minted.code.as_str(),
                 minted.state.as_str(),
@@ -349,9 +364,8 @@ fn mint(
                 minted.redemptions_max,
             ])
             .map_err(database)?;
-        if inserted == 1 {
-            return Ok(Some(minted));
-        }
+        assert_eq!(inserted, 1, "a code found free is inserted");
+        return Ok(Some(minted));
     }
     Err(rows::corrupt(format!(
         "{MINT_ATTEMPTS_MAX} minted codes in a row collided; the code space is exhausted"
