@@ -167,7 +167,9 @@ fn check_bounds(spec: &CampaignSpec) {
         assert_eq!(spec.per_user_limit, 1);
     }
     match &spec.codes {
-        CodeSource::Pattern(pattern) => assert!(pattern.check_space(spec.supply.limit()).is_ok()),
+        CodeSource::Pattern(pattern) | CodeSource::OnClaim(pattern) => {
+            assert!(pattern.check_space(spec.supply.limit()).is_ok())
+        }
         CodeSource::Upload => assert!(spec.supply.limit().is_some(), "an unlimited upload"),
     }
 }
