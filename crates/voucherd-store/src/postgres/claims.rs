@@ -9,8 +9,9 @@
 //! again, each rare and each after the statement wrote nothing:
 //!
 //! - another transaction got there first (a unique key it took while this
-//!   statement ran, or a deadlock the server broke): the batch runs again
-//!   and sees what that transaction did;
+//!   statement ran, ranks it minted from a campaign whose supply this
+//!   statement's snapshot then overstated, or a deadlock the server broke):
+//!   the batch runs again and sees what that transaction did;
 //! - the campaign looked sold out but some of its free vouchers were locked
 //!   by another transaction: sold out is answered only when nothing is free,
 //!   so the store waits for those locks to go (holding none of its own,
@@ -21,6 +22,7 @@
 
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use voucherd_core::campaign::Hold;
 use voucherd_core::ids::OrderedUuids;
 use voucherd_core::{Date, Timestamp};
@@ -111,7 +113,7 @@ async fn decide(
         let columns = ClaimColumns::new(claims, now);
         let rows = match client.query(&statement, &columns.parameters()).await {
             Ok(rows) => rows,
-            Err(error) if is_race(&error) => {
+            Err(error) if is_race(&error) || minted_past_supply(&error) => {
                 tracing::debug!(%error, "a claim batch met another transaction; running it again");
                 last_failure = database(error);
                 continue;
@@ -150,6 +152,16 @@ async fn decide(
         refused @ StoreError::Constraint(_) => Ok(Decision::Undecided(refused)),
         other => Err(other),
     }
+}
+
+/// The batch minted on a room its snapshot overstated: another batch minted
+/// from the campaign meanwhile, and the count's check refused this one,
+/// which wrote nothing. A fresh snapshot has the room right.
+fn minted_past_supply(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|error| {
+        *error.code() == SqlState::CHECK_VIOLATION
+            && error.constraint() == Some("campaigns_count_within_supply")
+    })
 }
 
 fn signal(rows: &[Row]) -> StoreResult<Option<Signal>> {
