@@ -218,6 +218,57 @@ async fn three_nodes_issue_exactly_the_supply_and_follow_each_other() {
     }
 }
 
+/// Codes made on claim, minted by three nodes' batches at once: each
+/// batch mints on the room its snapshot saw, and one that another node's
+/// batch got ahead of is refused by the count's check and runs again, so
+/// exactly the supply is minted, each rank and code once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_mint_exactly_the_supply_of_codes_made_on_claim() {
+    const SUPPLY: u64 = 2_000;
+    let database = TestDatabase::create(&server_url()).await;
+    let directory = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(directory.path(), &database.url, 3);
+    let id = nodes[0]
+        .live_campaign(json!({"name": "Minted across nodes", "kind": "coupon",
+                              "supply": SUPPLY, "codes": {"on_claim": true}}))
+        .await;
+    let (seen, _, tasks) = burst(&nodes, &id, 8_000, 6_000, 600);
+    finish(tasks).await;
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    assert_eq!(seen.failures, 0);
+    for status in &seen.statuses {
+        assert!(
+            matches!(
+                *status,
+                StatusCode::CREATED | StatusCode::OK | StatusCode::GONE
+            ),
+            "unexpected {status}"
+        );
+    }
+    assert_eq!(seen.acknowledged.len() as u64, SUPPLY, "exactly the supply");
+    let ranks: HashSet<u64> = seen
+        .acknowledged
+        .iter()
+        .map(|voucher| voucher["rank"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ranks, (1..=SUPPLY).collect(), "each rank once");
+    let codes: HashSet<&str> = seen
+        .acknowledged
+        .iter()
+        .map(|voucher| voucher["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len() as u64, SUPPLY, "each code once");
+    assert_eq!(
+        assert_acknowledged_are_stored(&nodes[1], &id, &seen.acknowledged).await as u64,
+        SUPPLY
+    );
+    let (_, report) = nodes[2]
+        .get(&format!("/v1/campaigns/{id}/report"), &nodes[2].admin)
+        .await;
+    assert_eq!(report["issued"], SUPPLY, "{report}");
+    assert_eq!(report["available"], 0, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_mid_burst_loses_nothing_and_the_others_carry_on() {
     let database = TestDatabase::create(&server_url()).await;
