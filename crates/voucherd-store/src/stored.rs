@@ -19,7 +19,6 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// A stored count or rank, which the records hold as `u32`.
 /// What a campaign row says about the ranks that have no voucher row yet:
 /// those of a campaign whose codes are made on claim, up to its supply, are
 /// available all the same. Read in the same statement (one snapshot) as
@@ -49,6 +48,7 @@ impl Unminted {
     }
 }
 
+/// A stored count or rank, which the records hold as `u32`.
 pub(crate) fn count(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(corrupt)
 }

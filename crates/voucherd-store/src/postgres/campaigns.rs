@@ -487,29 +487,29 @@ pub(crate) async fn counts(
     // Every range has a row (a range without vouchers one with no state),
     // each with the campaign row the vouchers were counted up to.
     let mut ranges = vec![StateCounts::default(); firsts.len()];
-    let mut unminted_added = vec![false; firsts.len()];
+    let mut unminted = None;
     for row in &by_state {
         let index: i64 = get(row, 0)?;
         let state: Option<String> = get(row, 1)?;
         let claims: i64 = get(row, 2)?;
-        let unminted = Unminted {
+        unminted = Some(Unminted {
             on_claim: get(row, 3)?,
             supply: get(row, 4)?,
             voucher_count: get(row, 5)?,
-        };
-        let at = usize::try_from(index - 1)
+        });
+        let range = usize::try_from(index - 1)
             .ok()
-            .filter(|&at| at < ranges.len())
+            .and_then(|index| ranges.get_mut(index))
             .ok_or_else(|| corrupt(format!("rank range {index}")))?;
         if let Some(state) = state {
             let state = VoucherState::parse(&state).ok_or_else(|| corrupt(&state))?;
-            ranges[at].add(state, u64::try_from(claims).map_err(corrupt)?);
+            range.add(state, u64::try_from(claims).map_err(corrupt)?);
         }
-        if !unminted_added[at] {
-            unminted_added[at] = true;
-            let (first, last) = (firsts[at], lasts[at]);
-            let bound = |rank: i64| u32::try_from(rank).unwrap_or(u32::MAX);
-            ranges[at].add(
+    }
+    if let Some(unminted) = unminted {
+        let bound = |rank: i64| u32::try_from(rank).unwrap_or(u32::MAX);
+        for ((range, &first), &last) in ranges.iter_mut().zip(&firsts).zip(&lasts) {
+            range.add(
                 VoucherState::Available,
                 unminted.within(bound(first), bound(last))?,
             );
