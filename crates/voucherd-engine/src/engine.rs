@@ -23,7 +23,7 @@ use voucherd_store::model::{
 };
 
 use crate::campaigns::{CampaignBook, CampaignEntry, CampaignView, Counting};
-use crate::claims::{ClaimAnswer, ClaimLimits, ClaimQueue};
+use crate::claims::{ClaimAnswer, ClaimLimits, ClaimQueue, Refusal};
 use crate::clock::Clock;
 use crate::error::{ConflictKind, EngineError};
 use crate::metrics::EngineMetrics;
@@ -908,13 +908,40 @@ impl Engine {
                 "this campaign is granted on login; send the login event instead",
             ));
         }
-        if let Err(refusal) = entry.claimable(self.now()) {
-            self.metrics
-                .count_claim(crate::claims::Refusal::from(refusal).as_str());
-            return Ok(ClaimAnswer::Refused(refusal.into()));
+        if let Err(refusal) = self.refusal(&entry) {
+            return Ok(ClaimAnswer::Refused(refusal));
         }
         let zone = self.tenant_entry(tenant_id)?.zone.clone();
         self.claims.claim(entry, user_id, zone).await
+    }
+
+    /// What memory alone answers a claim on a campaign it holds, with no
+    /// store and no wait: the refusal [`Engine::claim`] would answer (sold
+    /// out, not started, ended, paused), counted as it counts it. `None`
+    /// when the claim needs [`Engine::claim`]: the campaign is claimable,
+    /// or granted on login, or not in memory as published, or not the
+    /// tenant's (which `claim` answers as not found). The HTTP layer
+    /// answers the crowd's refusals with it before its router
+    /// (`voucherd_http::front`).
+    pub fn claim_refused(&self, tenant_id: TenantId, campaign_id: CampaignId) -> Option<Refusal> {
+        let entry = self
+            .campaigns
+            .get(campaign_id)
+            .filter(|entry| entry.lifecycle() != Lifecycle::Draft)
+            .filter(|entry| entry.tenant_id() == tenant_id)
+            .filter(|entry| entry.spec().trigger != Trigger::FirstLogin)?;
+        self.refusal(&entry).err()
+    }
+
+    /// Whether memory refuses a claim on `entry` now, counted as a claim's
+    /// outcome when it does: the one decision of [`Engine::claim`] and
+    /// [`Engine::claim_refused`].
+    fn refusal(&self, entry: &CampaignEntry) -> Result<(), Refusal> {
+        entry.claimable(self.now()).map_err(|refusal| {
+            let refusal = Refusal::from(refusal);
+            self.metrics.count_claim(refusal.as_str());
+            refusal
+        })
     }
 
     /// A login: claims every first_login campaign of the tenant that is

@@ -473,8 +473,18 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
 /// leaves the [`Principal`] for the handlers; or the problem that refuses
 /// the request.
 pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Problem> {
-    let Some(token) = request
-        .headers()
+    let principal = admitted(state, request.headers())?;
+    request.extensions_mut().insert(principal);
+    Ok(())
+}
+
+/// The caller the bearer token names, admitted by its tenant's rate limit;
+/// or the problem that refuses the request.
+pub(crate) fn admitted(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, Problem> {
+    let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
@@ -501,8 +511,7 @@ pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Probl
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    request.extensions_mut().insert(principal);
-    Ok(())
+    Ok(principal)
 }
 
 #[cfg(test)]

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
@@ -41,8 +40,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tower::ServiceExt;
 use voucherd_engine::metrics::{BoundLabels, EngineMetrics};
+
+use crate::front::Api;
 
 /// The answer given on a connection no place could be found for.
 const REFUSAL: &[u8] = concat!(
@@ -164,12 +164,12 @@ pub fn bind(address: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown`
+/// Serves `api` on `listener` under `limits` until `shutdown`
 /// completes; then stops accepting, lets every connection finish the
 /// request it is in, and returns once all are closed.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    api: Api,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -188,7 +188,7 @@ pub async fn serve(
         table: Table::new(limits.idle_grace, (limits.connections_max / 64).max(8)),
         limits,
         http,
-        router,
+        api,
     });
     let mut shutdown = pin!(shutdown);
     loop {
@@ -238,7 +238,7 @@ struct Server {
     table: Table,
     limits: ConnectionLimits,
     http: hyper::server::conn::http1::Builder,
-    router: Router,
+    api: Api,
 }
 
 /// How long an evicted connection may take to close by itself before it
@@ -254,15 +254,15 @@ impl Server {
     ) {
         let _open = Open::new(&self.limits.metrics.open);
         let tracked = slot.slot.clone();
-        let router = self.router.clone();
+        let api = self.api.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             tracked.begin_request();
-            let answered = router.clone().oneshot(request);
+            let api = api.clone();
             let tracked = tracked.clone();
             async move {
-                let response: Result<Response, Infallible> = answered.await;
+                let response = api.answer(request).await;
                 tracked.end_request();
-                response
+                Ok::<Response, Infallible>(response)
             }
         });
         let mut connection = pin!(self.http.serve_connection(TokioIo::new(stream), service));

@@ -22,7 +22,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, Problem> {
-        require_json(&request)?;
+        require_json(request.headers())?;
         let bytes = read_body(request, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
@@ -32,19 +32,37 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<OptionalJson<T>, Problem> {
-        let declared = request.headers().contains_key(header::CONTENT_TYPE);
-        if declared {
-            require_json(&request)?;
-        }
+        // Refused before the body is read.
+        optional_json_type(request.headers())?;
+        let typed = request.headers().contains_key(header::CONTENT_TYPE);
         let bytes = read_body(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(T::default()));
-        }
-        if !declared {
-            return Err(unsupported_media_type());
-        }
-        parse_json(&bytes).map(OptionalJson)
+        optional_json(typed, &bytes).map(OptionalJson)
     }
+}
+
+/// Whether a body that may be left out has a media type [`optional_json`]
+/// takes: JSON, or none.
+pub(crate) fn optional_json_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    match headers.contains_key(header::CONTENT_TYPE) {
+        true => require_json(headers),
+        false => Ok(()),
+    }
+}
+
+/// What [`OptionalJson`] makes of a body once it is read, its media type
+/// taken ([`optional_json_type`]): `T::default()` for an empty one, else
+/// JSON parsed into `T`, which needs a declared media type (`typed`).
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(
+    typed: bool,
+    bytes: &[u8],
+) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if !typed {
+        return Err(unsupported_media_type());
+    }
+    parse_json(bytes)
 }
 
 /// A query string parsed into `T`, or a `400` problem saying what is
@@ -97,15 +115,18 @@ fn unsupported_media_type() -> Problem {
 }
 
 pub(crate) fn content_type(request: &Request) -> Option<&str> {
-    request
-        .headers()
+    media_type(request.headers())
+}
+
+fn media_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(|value| value.split(';').next().unwrap_or("").trim())
 }
 
-fn require_json(request: &Request) -> Result<(), Problem> {
-    match content_type(request) {
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    match media_type(headers) {
         Some(media) if media.eq_ignore_ascii_case("application/json") => Ok(()),
         _ => Err(unsupported_media_type()),
     }

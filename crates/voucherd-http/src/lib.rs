@@ -18,6 +18,7 @@ pub mod codes_csv;
 pub mod connections;
 mod document;
 pub mod extract;
+pub mod front;
 pub mod idempotency;
 pub mod observe;
 pub mod problem;
@@ -28,13 +29,13 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::BoxError;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{BoxError, Router};
 use prometheus_client::registry::Registry;
 use tower::ServiceBuilder;
 use utoipa::OpenApi;
@@ -42,6 +43,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use voucherd_engine::Engine;
 
+use crate::front::Api;
 use crate::idempotency::InFlightKeys;
 use crate::observe::{HttpMetrics, observe};
 use crate::problem::Problem;
@@ -111,7 +113,11 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         // place until the request timed out.
         return extract::too_large().into_response();
     }
-    if let Err(refused) = auth::authenticate(&guard.app, &mut request) {
+    // A claim the front passed on carries the principal it was
+    // authenticated (and counted against its tenant's rate) as.
+    if request.extensions().get::<auth::Principal>().is_none()
+        && let Err(refused) = auth::authenticate(&guard.app, &mut request)
+    {
         return refused.into_response();
     }
     idempotency::idempotency(&guard.app, guard.body_bytes_max, request, next).await
@@ -177,9 +183,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// The whole service. `registry` must already hold the engine's metrics;
-/// the HTTP metrics are added to it here.
-pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Router {
+/// The whole service: the crowd's refusals ([`front`]), then the router.
+/// `registry` must already hold the engine's metrics; the HTTP metrics are
+/// added to it here.
+pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) -> Api {
     // Both are cloned for every request (axum clones a layer's state, and
     // HandleError its closure): behind an Arc, each clone is one count.
     let http_metrics = Arc::new(HttpMetrics::register(
@@ -225,7 +232,7 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
         .concurrency_limit(config.requests_in_flight_max)
         .timeout(config.request_timeout);
     let pages = web::routes().layer(DefaultBodyLimit::max(web::FORM_BYTES_MAX));
-    authenticated
+    let router = authenticated
         .merge(operation_routes().split_for_parts().0)
         .merge(pages)
         .route(
@@ -241,9 +248,10 @@ pub fn router(engine: Arc<Engine>, mut registry: Registry, config: &HttpConfig) 
                 "this route does not take that method",
             )
         })
-        .layer(from_fn_with_state(http_metrics, observe))
+        .layer(from_fn_with_state(http_metrics.clone(), observe))
         .layer(overload)
-        .with_state(state)
+        .with_state(state.clone());
+    Api::new(state, http_metrics, config.request_body_bytes_max, router)
 }
 
 fn answer_overload(

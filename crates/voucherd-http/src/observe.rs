@@ -57,7 +57,7 @@ impl RoutePatterns {
     }
 }
 
-fn method_name(method: &axum::http::Method) -> &'static str {
+pub(crate) fn method_name(method: &axum::http::Method) -> &'static str {
     match *method {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",
@@ -154,9 +154,14 @@ fn next_request_id() -> String {
     format!("{prefix:08x}-{count:x}")
 }
 
-/// The id a caller (or the proxy in front) sent, when it is a sane one.
-fn sent_request_id(request: &Request) -> Option<String> {
-    let sent = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+/// The id of a request: the one its caller (or the proxy in front) sent
+/// when it is a sane one, else a new one.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> String {
+    sent_request_id(headers).unwrap_or_else(next_request_id)
+}
+
+fn sent_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    let sent = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let sane = (1..=64).contains(&sent.len())
         && sent
             .bytes()
@@ -174,15 +179,20 @@ pub async fn observe(
     request: Request,
     next: Next,
 ) -> Response {
-    let id = sent_request_id(&request).unwrap_or_else(next_request_id);
+    let id = request_id(request.headers());
     let span = tracing::warn_span!("request", id = %id);
-    let mut response = REQUEST_ID
+    let response = REQUEST_ID
         .scope(
             id.clone(),
             tracing::Instrument::instrument(measured(metrics, request, next), span),
         )
         .await;
-    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+    named(response, &id)
+}
+
+/// The answer with its request's id in [`REQUEST_ID_HEADER`].
+pub(crate) fn named(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
@@ -190,35 +200,51 @@ pub async fn observe(
 
 async fn measured(metrics: std::sync::Arc<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    metrics.in_flight.inc();
-    let _in_flight = InFlight(metrics.in_flight.clone());
+    let _in_flight = metrics.serving();
     let method = method_name(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |path| metrics.routes.intern(path.as_str()));
     let response = next.run(request).await;
-    let status = response.status().as_u16();
-    if status == 429 {
-        metrics.engine.count_refusal("tenant_rate");
-    }
-    let elapsed = started.elapsed();
-    metrics
-        .seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(elapsed.as_secs_f64());
-    if response.status().is_server_error() {
-        tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
-    } else {
-        tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
-    }
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status,
-        })
-        .inc();
+    metrics.record(method, route, response.status(), started.elapsed());
     response
+}
+
+impl HttpMetrics {
+    /// Counts a request in flight until what it returns is dropped.
+    pub(crate) fn serving(&self) -> impl Drop + use<> {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Counts an answered request and logs it (at debug, or at warn when
+    /// the server failed it), inside the request's span when it has one.
+    pub(crate) fn record(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: axum::http::StatusCode,
+        elapsed: std::time::Duration,
+    ) {
+        if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+            self.engine.count_refusal("tenant_rate");
+        }
+        self.seconds
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+        let status = status.as_u16();
+        if (500..600).contains(&status) {
+            tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
+        } else {
+            tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+        }
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
 }

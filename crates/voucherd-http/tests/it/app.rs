@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -19,6 +18,7 @@ use voucherd_engine::payments::{GatewayRoute, PaymentLimits};
 use voucherd_engine::{Engine, EngineConfig, PaymentSetup};
 use voucherd_http::HttpConfig;
 use voucherd_http::auth::{Role, mint};
+use voucherd_http::front::Api;
 use voucherd_store::Store;
 use voucherd_store::faults::FaultyStore;
 use voucherd_store::sqlite::{SqliteConfig, SqliteStore};
@@ -31,7 +31,7 @@ pub fn at(text: &str) -> Timestamp {
 
 pub struct TestApp {
     _directory: tempfile::TempDir,
-    pub router: Router,
+    pub router: Api,
     pub engine: Arc<Engine>,
     pub clock: Arc<ManualClock>,
     pub store: Arc<FaultyStore>,

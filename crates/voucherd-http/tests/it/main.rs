@@ -5,6 +5,7 @@ mod app;
 mod bad_input;
 mod campaigns;
 mod claims;
+mod front;
 mod idempotency;
 mod operations;
 mod payments;

@@ -234,3 +234,154 @@ async fn slow_clients_past_the_connection_bound_do_not_keep_others_out() {
         client.abort();
     }
 }
+
+/// Reads one answer off a kept-alive connection: its status line and
+/// headers, and its body by `content-length`.
+async fn read_answer(stream: &mut TcpStream, pending: &mut Vec<u8>) -> (String, String) {
+    let read = async {
+        loop {
+            if let Some(end) = pending.windows(4).position(|window| window == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if pending.len() >= end + 4 + length {
+                    let body =
+                        String::from_utf8_lossy(&pending[end + 4..end + 4 + length]).into_owned();
+                    pending.drain(..end + 4 + length);
+                    return (head, body);
+                }
+            }
+            let mut buffer = [0_u8; 4096];
+            let read = stream.read(&mut buffer).await.expect("reading an answer");
+            assert!(read > 0, "the node closed the connection: {pending:?}");
+            pending.extend_from_slice(&buffer[..read]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s")
+}
+
+/// A sold-out claim is answered before the router when its body came with
+/// its head, and by the router otherwise (`voucherd_http::front`): over a
+/// real connection kept alive, every way its bytes may arrive gets the
+/// same answer, and the connection serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_claim_is_answered_alike_however_its_bytes_arrive() {
+    let directory = tempfile::tempdir().unwrap();
+    let server = TestServer::start(directory.path(), &[]);
+    let gone = server
+        .live_campaign(json!({"name": "Gone", "kind": "coupon", "supply": 1}))
+        .await;
+    let (status, _) = server
+        .post(
+            &format!("/v1/campaigns/{gone}/claims"),
+            &server.service,
+            json!({"user_id": "first"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    let open = server
+        .live_campaign(json!({"name": "Open", "kind": "coupon", "supply": 10}))
+        .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut pending = Vec::new();
+    let claim = |id: &str, user: &str, request_id: &str, extra: &str| {
+        let body = format!("{{\"user_id\":\"{user}\"}}");
+        let head = format!(
+            "POST /v1/campaigns/{id}/claims HTTP/1.1\r\nhost: voucherd\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\n{extra}\r\n",
+            server.service,
+            body.len()
+        );
+        (head, body)
+    };
+    let sold_out = |request_id: &str| {
+        format!(
+            "{{\"type\":\"https://voucherd.dev/problems/sold-out\",\"title\":\"Sold out\",\"status\":410,\"detail\":\"every voucher has been claimed\",\"request_id\":\"{request_id}\"}}"
+        )
+    };
+    let pause = || tokio::time::sleep(Duration::from_millis(50));
+    let check = |(head, body): (String, String), request_id: &str| {
+        assert!(head.starts_with("HTTP/1.1 410 "), "{head}\n{body}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("x-request-id: {request_id}")),
+            "{head}"
+        );
+        assert_eq!(body, sold_out(request_id));
+    };
+
+    // All at once: the front's.
+    let (head, body) = claim(&gone, "a", "whole", "");
+    stream
+        .write_all(format!("{head}{body}").as_bytes())
+        .await
+        .unwrap();
+    check(read_answer(&mut stream, &mut pending).await, "whole");
+    // The head, then the body a moment later: the router's.
+    let (head, body) = claim(&gone, "b", "late-body", "");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    pause().await;
+    stream.write_all(body.as_bytes()).await.unwrap();
+    check(read_answer(&mut stream, &mut pending).await, "late-body");
+    // The head with part of the body, then the rest: the router's, with
+    // the part the front read given back.
+    let (head, body) = claim(&gone, "c", "split-body", "");
+    let (first, rest) = body.split_at(5);
+    stream
+        .write_all(format!("{head}{first}").as_bytes())
+        .await
+        .unwrap();
+    pause().await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    check(read_answer(&mut stream, &mut pending).await, "split-body");
+    // A client that waits to be told to send its body.
+    let (head, body) = claim(&gone, "d", "continue", "expect: 100-continue\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0_u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(body.as_bytes()).await.unwrap();
+    check(read_answer(&mut stream, &mut pending).await, "continue");
+    // Two requests in one write, answered in order.
+    let (head_e, body_e) = claim(&gone, "e", "first-of-two", "");
+    let (head_f, body_f) = claim(&gone, "f", "second-of-two", "");
+    stream
+        .write_all(format!("{head_e}{body_e}{head_f}{body_f}").as_bytes())
+        .await
+        .unwrap();
+    check(read_answer(&mut stream, &mut pending).await, "first-of-two");
+    check(
+        read_answer(&mut stream, &mut pending).await,
+        "second-of-two",
+    );
+    // And the connection goes on to claim where there is supply.
+    let (head, body) = claim(&open, "g", "claimed", "");
+    stream
+        .write_all(format!("{head}{body}").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut stream, &mut pending).await;
+    assert!(head.starts_with("HTTP/1.1 201 "), "{head}\n{body}");
+    let voucher: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(voucher["user_id"], "g");
+    assert!(pending.is_empty(), "nothing more was answered: {pending:?}");
+
+    let report = server
+        .get(&format!("/v1/campaigns/{gone}/report"), &server.admin)
+        .await
+        .1;
+    assert_eq!(report["issued_total"], 1, "{report}");
+}
