@@ -43,9 +43,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 /// Whether a body that may be left out has a media type [`optional_json`]
 /// takes: JSON, or none.
 pub(crate) fn optional_json_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
-    match headers.contains_key(header::CONTENT_TYPE) {
-        true => require_json(headers),
-        false => Ok(()),
+    if headers.contains_key(header::CONTENT_TYPE) {
+        require_json(headers)
+    } else {
+        Ok(())
     }
 }
 
