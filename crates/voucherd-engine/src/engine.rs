@@ -885,13 +885,19 @@ impl Engine {
         tenant_id: TenantId,
         id: CampaignId,
     ) -> Result<Arc<CampaignEntry>, EngineError> {
-        if let Some(entry) = self.campaigns.get(id)
-            && entry.lifecycle() != Lifecycle::Draft
-        {
+        if self.published_entry(id).is_some() {
             return self.entry(tenant_id, id);
         }
         self.load_entry(id).await?;
         self.entry(tenant_id, id)
+    }
+
+    /// The campaign as memory holds it once published; a draft, or one
+    /// memory does not hold yet, is the store's to say.
+    fn published_entry(&self, id: CampaignId) -> Option<Arc<CampaignEntry>> {
+        self.campaigns
+            .get(id)
+            .filter(|entry| entry.lifecycle() != Lifecycle::Draft)
     }
 
     /// A user's claim on a campaign.
@@ -925,9 +931,7 @@ impl Engine {
     /// (`voucherd_http::front`).
     pub fn claim_refused(&self, tenant_id: TenantId, campaign_id: CampaignId) -> Option<Refusal> {
         let entry = self
-            .campaigns
-            .get(campaign_id)
-            .filter(|entry| entry.lifecycle() != Lifecycle::Draft)
+            .published_entry(campaign_id)
             .filter(|entry| entry.tenant_id() == tenant_id)
             .filter(|entry| entry.spec().trigger != Trigger::FirstLogin)?;
         self.refusal(&entry).err()

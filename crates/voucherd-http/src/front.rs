@@ -22,7 +22,6 @@
 //! past the route's limit), is the router's. A refusal is answered even
 //! past `--requests-in-flight-max`: it holds nothing and waits for nothing.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -35,9 +34,8 @@ use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use hyper::body::Body as _;
-use tower::{BoxError, Service, ServiceExt};
+use tower::{BoxError, ServiceExt};
 use voucherd_core::ids::CampaignId;
 
 use crate::AppState;
@@ -114,21 +112,6 @@ impl Api {
     }
 }
 
-impl Service<Request> for Api {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let api = self.clone();
-        Box::pin(async move { Ok(api.answer(request).await) })
-    }
-}
-
 /// The campaign a request claims on, when it is a claim the front may
 /// take: `POST /v1/campaigns/{id}/claims` with an id as the route parses
 /// it (no percent-encoding to decode), no `Idempotency-Key`, and no body
@@ -163,6 +146,7 @@ impl Front {
     /// request before it; else the request for the router.
     async fn claim(&self, request: Request, campaign_id: CampaignId) -> Result<Response, Request> {
         let started = Instant::now();
+        let _serving = self.metrics.serving();
         let (parts, body) = request.into_parts();
         match self.take(&parts, body, campaign_id).await {
             Taken::Passed(principal, body) => {
@@ -171,7 +155,6 @@ impl Front {
                 Err(request)
             }
             Taken::Answered(problem) => {
-                let _serving = self.metrics.serving();
                 let id = observe::request_id(&parts.headers);
                 let mut response = REQUEST_ID.sync_scope(id.clone(), || problem.into_response());
                 // As axum's routes do.

@@ -57,7 +57,7 @@ impl RoutePatterns {
     }
 }
 
-pub(crate) fn method_name(method: &axum::http::Method) -> &'static str {
+fn method_name(method: &axum::http::Method) -> &'static str {
     match *method {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",

@@ -330,7 +330,9 @@ async fn a_sold_out_claim_is_answered_alike_however_its_bytes_arrive() {
         .await
         .unwrap();
     check(read_answer(&mut stream, &mut pending).await, "whole");
-    // The head, then the body a moment later: the router's.
+    // The head, then the body a moment later: the router's, when the node
+    // looked at the request before the body came (the answer must be the
+    // same either way).
     let (head, body) = claim(&gone, "b", "late-body", "");
     stream.write_all(head.as_bytes()).await.unwrap();
     pause().await;
