@@ -233,8 +233,9 @@ impl HttpMetrics {
         self.seconds
             .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
+        let failed = status.is_server_error();
         let status = status.as_u16();
-        if (500..600).contains(&status) {
+        if failed {
             tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
         } else {
             tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use voucherd_core::ids::{TenantId, UserId};
 use voucherd_core::{SignedDuration, Timestamp};
 use voucherd_engine::clock::ManualClock;
